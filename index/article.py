@@ -1,0 +1,139 @@
+"""Articles in, verdicts out: the engine's value types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from index.errors import EmptyTextError, InvalidArticleError, InvalidDateError
+
+Status = Literal["new_story", "same_story", "near_duplicate", "exact_duplicate"]
+
+MAX_ID_LENGTH = 512
+
+
+@dataclass(frozen=True)
+class Article:
+    """One incoming article as the caller sent it.
+
+    ``published_at`` is timezone-aware UTC; :func:`parse_timestamp` turns RFC 3339 text
+    into one. When it is ``None`` the engine uses the receipt time.
+    """
+
+    id: str
+    text: str
+    title: str | None = None
+    url: str | None = None
+    source: str | None = None
+    language: str | None = None
+    published_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id.strip():
+            raise InvalidArticleError("id must be a non-empty string", field="id")
+        if len(self.id) > MAX_ID_LENGTH:
+            raise InvalidArticleError(
+                f"id is {len(self.id)} characters long; at most {MAX_ID_LENGTH} are allowed",
+                field="id",
+            )
+        if not isinstance(self.text, str) or not self.text.strip():
+            raise EmptyTextError(
+                "text is empty or only whitespace; send the article's body", field="text"
+            )
+        if self.published_at is not None and self.published_at.tzinfo is None:
+            object.__setattr__(self, "published_at", self.published_at.replace(tzinfo=UTC))
+
+
+def parse_timestamp(value: str | datetime | None, *, field: str = "published_at") -> datetime | None:
+    """Parse an RFC 3339 timestamp (a bare date is taken as midnight UTC).
+
+    Raises:
+        InvalidDateError: the value is not a valid RFC 3339 timestamp.
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise InvalidDateError(
+            f"{field} {value!r} is not an RFC 3339 timestamp; "
+            "use e.g. '2025-01-17T09:30:00Z' or '2025-01-17'",
+            field=field,
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_timestamp(value: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z`` suffix."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Canonical:
+    """The article that represents a story."""
+
+    id: str
+    title: str | None
+    url: str | None
+    source: str | None
+    published_at: datetime
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A story as seen from one verdict."""
+
+    id: str
+    size: int
+    canonical: Canonical
+    first_published_at: datetime
+    last_published_at: datetime
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the engine says of one article (REST v1 ``Verdict``)."""
+
+    id: str
+    status: Status
+    duplicate_of: str | None
+    duplicate_similarity: float | None
+    story_similarity: float | None
+    cluster: Cluster
+    stored: bool
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """How two articles compare (REST v1 ``/v1/similarity``)."""
+
+    jaccard: float
+    containment: float
+    story_similarity: float
+    near_duplicate: bool
+    same_story: bool
+
+
+@dataclass(frozen=True)
+class StoredArticle:
+    """An article as stored, with its current verdict."""
+
+    article: Article
+    verdict: Verdict
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class Story:
+    """A story with a page of its members (newest first)."""
+
+    cluster: Cluster
+    members: list[Canonical]
+    total_members: int
+    updated_at: datetime

@@ -1,0 +1,157 @@
+"""One frozen, validated parameters object for the whole engine.
+
+``Parameters.fingerprint()`` hashes every field that changes what is *stored* (signatures,
+embeddings, derived indexes). The store records it on creation and snapshots carry it, so
+data built with other parameters is refused loudly instead of being silently mixed.
+Decision thresholds are not part of it: they can be changed on an existing store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from index.errors import ParameterError
+
+CanonicalPolicy = Literal["central", "earliest"]
+
+DEFAULT_MODEL = "intfloat/multilingual-e5-small"
+
+# Fields whose change invalidates stored signatures, embeddings or derived indexes.
+_STORED_FIELDS = (
+    "shingle_size",
+    "char_shingle_size",
+    "num_perm",
+    "seed",
+    "model",
+    "embed_prompt",
+    "embed_max_chars",
+    "embed_max_tokens",
+)
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """Every tunable of the engine, validated on construction.
+
+    Attributes:
+        shingle_size: words per shingle (datasketch's usual 5-gram for news copies).
+        char_shingle_size: characters per shingle for scripts written without spaces.
+        num_perm: MinHash permutations (datasketch's ``num_perm``).
+        seed: MinHash seed; signatures equal datasketch's ``MinHash(num_perm, seed)``.
+        lsh_threshold: Jaccard level the LSH banding is tuned to catch (candidate stage;
+            set below ``near_duplicate_threshold`` so truncated copies reach verification).
+        near_duplicate_threshold: verified Jaccard at or above which two texts are copies.
+        containment_threshold: verified containment (shared shingles over the smaller
+            set) at or above which a truncated or padded copy counts as a copy.
+        min_length_ratio: the smaller shingle set must be at least this share of the
+            larger one for the containment rule to apply (a lead paragraph is no copy).
+        min_shingles: texts with fewer shingles than this are never near-duplicates
+            (only exact ones): too short for a meaningful Jaccard.
+        model: sentence-transformers model name or local directory.
+        embed_prompt: prompt prefixed to every embedded text (E5's ``query: ``).
+        embed_max_chars: characters of cleaned title + text that are embedded.
+        embed_max_tokens: the model's max_seq_length.
+        embed_batch_size: texts per encode call.
+        device: torch device for the model ("cpu", "cuda", ...).
+        story_threshold: calibrated story score at or above which an article joins a story.
+        story_window_days: only stories active within this many days of the article's
+            ``published_at`` are candidates.
+        story_neighbours: FAISS neighbours retrieved per article.
+        max_story_candidates: stories scored per article.
+        exact_search_limit: up to this many vectors the FAISS index is exact (flat);
+            past it an HNSW graph is used.
+        canonical_policy: "central" (closest to the centroid) or "earliest".
+        canonical_hysteresis: a challenger must beat the current canonical's centroid
+            similarity by this margin to replace it.
+        learn_boilerplate_min_articles: a line seen in this many stored articles of one
+            source is learned as that source's boilerplate.
+    """
+
+    shingle_size: int = 5
+    char_shingle_size: int = 5
+    num_perm: int = 128
+    seed: int = 1
+    lsh_threshold: float = 0.5
+    near_duplicate_threshold: float = 0.8
+    containment_threshold: float = 0.9
+    min_length_ratio: float = 0.6
+    min_shingles: int = 5
+    model: str = DEFAULT_MODEL
+    embed_prompt: str = "query: "
+    embed_max_chars: int = 1200
+    embed_max_tokens: int = 256
+    embed_batch_size: int = 32
+    device: str = "cpu"
+    story_threshold: float = 0.5
+    story_window_days: float = 7.0
+    story_neighbours: int = 32
+    max_story_candidates: int = 8
+    exact_search_limit: int = 20_000
+    canonical_policy: CanonicalPolicy = "central"
+    canonical_hysteresis: float = 0.02
+    learn_boilerplate_min_articles: int = 5
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        _require(self.shingle_size >= 1, "shingle_size", "must be at least 1 (5 is usual)")
+        _require(self.char_shingle_size >= 1, "char_shingle_size", "must be at least 1")
+        _require(
+            8 <= self.num_perm <= 1024, "num_perm", "must be between 8 and 1024 (128 is usual)"
+        )
+        for name in (
+            "lsh_threshold",
+            "near_duplicate_threshold",
+            "containment_threshold",
+            "min_length_ratio",
+        ):
+            value = getattr(self, name)
+            _require(0.0 < value <= 1.0, name, f"must be in (0, 1], got {value}")
+        _require(
+            self.lsh_threshold <= self.near_duplicate_threshold,
+            "lsh_threshold",
+            "must not exceed near_duplicate_threshold, or verified copies would be missed",
+        )
+        _require(self.min_shingles >= 1, "min_shingles", "must be at least 1")
+        _require(bool(self.model.strip()), "model", "must name a model or a directory")
+        _require(self.embed_max_chars >= 16, "embed_max_chars", "must be at least 16")
+        _require(self.embed_max_tokens >= 16, "embed_max_tokens", "must be at least 16")
+        _require(self.embed_batch_size >= 1, "embed_batch_size", "must be at least 1")
+        _require(self.story_window_days > 0, "story_window_days", "must be positive")
+        _require(self.story_neighbours >= 1, "story_neighbours", "must be at least 1")
+        _require(self.max_story_candidates >= 1, "max_story_candidates", "must be at least 1")
+        _require(self.exact_search_limit >= 0, "exact_search_limit", "must not be negative")
+        _require(
+            self.canonical_policy in ("central", "earliest"),
+            "canonical_policy",
+            "must be 'central' or 'earliest'",
+        )
+        _require(
+            0.0 <= self.canonical_hysteresis < 1.0, "canonical_hysteresis", "must be in [0, 1)"
+        )
+        _require(
+            self.learn_boilerplate_min_articles >= 2,
+            "learn_boilerplate_min_articles",
+            "must be at least 2",
+        )
+
+    def stored_fields(self) -> dict[str, Any]:
+        """The fields that define what is stored, as a JSON-ready dict."""
+        return {name: getattr(self, name) for name in _STORED_FIELDS}
+
+    def fingerprint(self) -> str:
+        """A short stable hash of :meth:`stored_fields`."""
+        blob = json.dumps(self.stored_fields(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def replace(self, **changes: Any) -> Parameters:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _require(condition: bool, name: str, message: str) -> None:
+    if not condition:
+        raise ParameterError(f"Parameters.{name} {message}")
