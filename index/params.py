@@ -58,6 +58,10 @@ class Parameters:
         embed_batch_size: texts per encode call.
         device: torch device for the model ("cpu", "cuda", ...).
         story_threshold: calibrated story score at or above which an article joins a story.
+        story_weights: logistic weights of the story features, in the order of
+            ``index.stories.StoryFeatures.vector()``; calibrated by
+            ``benchmarks/calibrate.py`` on the dev data.
+        story_bias: the logistic intercept that goes with ``story_weights``.
         story_window_days: only stories active within this many days of the article's
             ``published_at`` are candidates.
         story_neighbours: FAISS neighbours retrieved per article.
@@ -87,6 +91,8 @@ class Parameters:
     embed_batch_size: int = 32
     device: str = "cpu"
     story_threshold: float = 0.5
+    story_weights: tuple[float, ...] = (12.0, 8.0, 6.0, -0.15)
+    story_bias: float = -17.0
     story_window_days: float = 7.0
     story_neighbours: int = 32
     max_story_candidates: int = 8
@@ -120,6 +126,7 @@ class Parameters:
         _require(self.embed_max_chars >= 16, "embed_max_chars", "must be at least 16")
         _require(self.embed_max_tokens >= 16, "embed_max_tokens", "must be at least 16")
         _require(self.embed_batch_size >= 1, "embed_batch_size", "must be at least 1")
+        _require(0.0 < self.story_threshold < 1.0, "story_threshold", "must be in (0, 1)")
         _require(self.story_window_days > 0, "story_window_days", "must be positive")
         _require(self.story_neighbours >= 1, "story_neighbours", "must be at least 1")
         _require(self.max_story_candidates >= 1, "max_story_candidates", "must be at least 1")

@@ -1,0 +1,1023 @@
+"""The engine: composes cleaning, MinHash, embeddings, FAISS and the store into verdicts.
+
+Typical use::
+
+    from index.engine import Engine
+    from index.article import Article
+
+    with Engine.open(Path("samestory-data")) as engine:
+        verdict = engine.ingest(Article(id="a1", text="...", title="..."))
+        print(verdict.status, verdict.cluster.id, verdict.cluster.canonical.id)
+
+One article flows through :meth:`Engine.ingest` as DESIGN.md lays out: clean → normalize →
+exact hash → MinHash/LSH candidates verified by exact Jaccard and containment → (only if it
+is no copy) embed → FAISS neighbours within the time window → calibrated story score →
+join or open a story → update the canonical → commit to SQLite → update derived indexes.
+All writes are serialised by one lock; the SQLite transaction commits before the derived
+indexes change, so a crash can only leave indexes behind the record, never ahead of it, and
+they are caught up from the record on the next open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from index import text as textlib
+from index.article import (
+    Article,
+    Canonical,
+    Cluster,
+    Similarity,
+    Status,
+    StoredArticle,
+    Story,
+    Verdict,
+)
+from index.embed import Embedder
+from index.errors import (
+    ArticleNotFoundError,
+    BoilerplateOnlyError,
+    ConflictError,
+    IndexMismatchError,
+    StoryNotFoundError,
+)
+from index.language import detect_language
+from index.lexical import DocumentFrequencies, weighted_overlap
+from index.minhash import LSHIndex, MinHasher, containment, jaccard
+from index.params import Parameters
+from index.shingles import shingle_hashes_many
+from index.store import (
+    ArticleRow,
+    Store,
+    StoryRow,
+    Synchronous,
+    encode_embedding,
+    encode_signature,
+)
+from index.stories import (
+    StoryFeatures,
+    centroid_similarity,
+    days_outside,
+    story_probability,
+    unit,
+)
+from index.vectors import VectorIndex
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["stories", "dedup"]
+
+Vector = npt.NDArray[np.float32]
+
+_STORE_FILE = "samestory.sqlite3"
+_SNAPSHOT_DIR = "snapshots"
+_TERMS_LIMIT = 600
+
+
+@dataclass
+class _Prepared:
+    """Everything computed from one article before any decision (pure, no state)."""
+
+    article: Article
+    text_hash: str
+    body: str
+    normalized: str
+    content_hash: str
+    shingles: npt.NDArray[np.uint32]
+    signature: npt.NDArray[np.uint64]
+    terms: npt.NDArray[np.uint32]
+    embed_text: str
+    published_at: float
+    received_at: float
+    language: str | None
+    line_keys: list[str]
+
+
+@dataclass
+class _Decision:
+    status: Status
+    story_row: int | None
+    original_row: int | None
+    duplicate_similarity: float | None
+    story_similarity: float | None
+    embedding: Vector | None
+
+
+def story_id(row: int) -> str:
+    """The public id of the story whose founding article has ``row``."""
+    return f"s{row}"
+
+
+def story_row_of(story_id_text: str) -> int:
+    """The inverse of :func:`story_id`.
+
+    Raises:
+        StoryNotFoundError: the text is no story id.
+    """
+    if len(story_id_text) < 2 or story_id_text[0] != "s" or not story_id_text[1:].isdigit():
+        raise StoryNotFoundError(story_id_text)
+    return int(story_id_text[1:])
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _timestamp(value: float) -> datetime:
+    return datetime.fromtimestamp(value, tz=UTC)
+
+
+class Engine:
+    """samestory's engine over one data directory.
+
+    Use :meth:`open`; the engine is a context manager and must be closed (which writes
+    index snapshots). All public methods are thread-safe.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        params: Parameters,
+        embedder: Embedder | None,
+        snapshot_dir: Path,
+        *,
+        mode: Mode,
+        snapshot_every: int,
+        fingerprint: str,
+    ) -> None:
+        self.params = params
+        self._fingerprint = fingerprint
+        self.mode: Mode = mode
+        self._store = store
+        self._embedder = embedder
+        self._snapshot_dir = snapshot_dir
+        self._snapshot_every = snapshot_every
+        self._lock = threading.RLock()
+        self._hasher = MinHasher(num_perm=params.num_perm, seed=params.seed)
+        self._lsh = LSHIndex(threshold=params.lsh_threshold, num_perm=params.num_perm)
+        self._vectors: VectorIndex | None = None
+        self._frequencies = DocumentFrequencies()
+        self._since_snapshot = 0
+        self._closed = False
+
+    # -- opening and closing ----------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: Path,
+        params: Parameters | None = None,
+        *,
+        embedder: Embedder | None = None,
+        mode: Mode = "stories",
+        synchronous: Synchronous = "full",
+        snapshot_every: int = 10_000,
+    ) -> Engine:
+        """Open (or create) the engine's store under ``data_dir`` and load its indexes.
+
+        Args:
+            data_dir: directory holding the SQLite record and index snapshots.
+            params: engine parameters; a store created with other stored parameters is
+                refused with :class:`~index.errors.IndexMismatchError`.
+            embedder: the sentence embedder; required in ``"stories"`` mode (see
+                :class:`index.embed.SentenceTransformerEmbedder`), ignored in ``"dedup"``.
+            mode: ``"stories"`` (duplicates and story clustering) or ``"dedup"`` (exact and
+                near-duplicates only; each near-duplicate group is its own story, no model).
+            synchronous: SQLite's durability: ``"full"`` survives power loss, ``"normal"``
+                survives a process crash (faster for batch work).
+            snapshot_every: write index snapshots after this many ingests (and on close).
+
+        Raises:
+            ValueError: ``"stories"`` mode without an embedder.
+            IndexMismatchError: the store was built with other parameters.
+        """
+        params = params or Parameters()
+        if mode == "stories" and embedder is None:
+            raise ValueError(
+                "mode='stories' needs an embedder (index.embed.SentenceTransformerEmbedder); "
+                "use mode='dedup' for duplicate detection without a model"
+            )
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fields = params.stored_fields()
+        fields["mode"] = mode
+        fingerprint = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+        store = Store(
+            data_dir / _STORE_FILE,
+            fingerprint=fingerprint,
+            stored_fields=fields,
+            synchronous=synchronous,
+        )
+        engine = cls(
+            store,
+            params,
+            embedder if mode == "stories" else None,
+            data_dir / _SNAPSHOT_DIR,
+            mode=mode,
+            snapshot_every=snapshot_every,
+            fingerprint=fingerprint,
+        )
+        engine._load_indexes()
+        return engine
+
+    def close(self) -> None:
+        """Write index snapshots and close the store. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self.snapshot()
+            self._store.close()
+            self._closed = True
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _new_vectors(self) -> VectorIndex | None:
+        if self._embedder is None:
+            return None
+        return VectorIndex(self._embedder.dimension, exact_limit=self.params.exact_search_limit)
+
+    def _load_indexes(self) -> None:
+        started = time.perf_counter()
+        max_row, deletions = self._store.generation()
+        state_path = self._snapshot_dir / "state.json"
+        after_row = 0
+        try:
+            state = json.loads(state_path.read_text())
+            if state.get("fingerprint") != self._fingerprint:
+                raise IndexMismatchError("snapshot built with other parameters")
+            if state.get("deletions") != deletions or state.get("max_row", 0) > max_row:
+                raise IndexMismatchError("snapshot is stale: articles were deleted since")
+            self._lsh = LSHIndex.load(self._snapshot_dir / "lsh.bin", fingerprint=self._fingerprint)
+            self._frequencies = DocumentFrequencies.load(
+                self._snapshot_dir / "frequencies.npz", fingerprint=self._fingerprint
+            )
+            if self._embedder is not None:
+                self._vectors = VectorIndex.load(
+                    self._snapshot_dir / "vectors.faiss", fingerprint=self._fingerprint
+                )
+            after_row = int(state["max_row"])
+            how = "snapshot"
+        except (OSError, ValueError, KeyError, IndexMismatchError) as reason:
+            logger.info("rebuilding indexes from the record (%s)", reason)
+            self._lsh = LSHIndex(threshold=self.params.lsh_threshold, num_perm=self.params.num_perm)
+            self._frequencies = DocumentFrequencies()
+            self._vectors = self._new_vectors()
+            how = "record"
+        caught_up = self._index_rows(after_row)
+        logger.info(
+            "indexes loaded from %s (+%d rows from the record) in %.2f s: %d articles",
+            how,
+            caught_up,
+            time.perf_counter() - started,
+            len(self._lsh),
+        )
+
+    def _index_rows(self, after_row: int) -> int:
+        rows: list[int] = []
+        signatures: list[npt.NDArray[np.uint64]] = []
+        vector_rows: list[int] = []
+        vectors: list[Vector] = []
+        count = 0
+        for row, signature, terms, embedding, is_original in self._store.iter_index_rows(
+            after_row=after_row
+        ):
+            rows.append(row)
+            signatures.append(signature)
+            if is_original:
+                self._frequencies.add(terms)
+                if embedding is not None and self._vectors is not None:
+                    vector_rows.append(row)
+                    vectors.append(embedding)
+            if len(rows) >= 5000:
+                count += self._flush_index(rows, signatures, vector_rows, vectors)
+        count += self._flush_index(rows, signatures, vector_rows, vectors)
+        return count
+
+    def _flush_index(
+        self,
+        rows: list[int],
+        signatures: list[npt.NDArray[np.uint64]],
+        vector_rows: list[int],
+        vectors: list[Vector],
+    ) -> int:
+        count = len(rows)
+        if rows:
+            self._lsh.insert_many(np.array(rows, dtype=np.int64), np.stack(signatures))
+        if vector_rows and self._vectors is not None:
+            self._vectors.add(np.array(vector_rows, dtype=np.int64), np.stack(vectors))
+        rows.clear()
+        signatures.clear()
+        vector_rows.clear()
+        vectors.clear()
+        return count
+
+    def snapshot(self) -> None:
+        """Write the derived indexes to disk so the next open skips the rebuild."""
+        with self._lock:
+            self._snapshot_dir.mkdir(parents=True, exist_ok=True)
+            max_row, deletions = self._store.generation()
+            self._lsh.save(self._snapshot_dir / "lsh.bin", fingerprint=self._fingerprint)
+            self._frequencies.save(
+                self._snapshot_dir / "frequencies.npz", fingerprint=self._fingerprint
+            )
+            if self._vectors is not None:
+                self._vectors.save(
+                    self._snapshot_dir / "vectors.faiss", fingerprint=self._fingerprint
+                )
+            state = {"fingerprint": self._fingerprint, "max_row": max_row, "deletions": deletions}
+            tmp = self._snapshot_dir / "state.json.tmp"
+            tmp.write_text(json.dumps(state))
+            tmp.replace(self._snapshot_dir / "state.json")
+            self._since_snapshot = 0
+
+    # -- preparing --------------------------------------------------------------------------
+
+    def _prepare_many(self, articles: Sequence[Article], now: float) -> list[_Prepared]:
+        cleaned: list[tuple[Article, str, list[str]]] = []
+        for article in articles:
+            raw = article.text
+            title = article.title
+            if textlib.looks_like_html(raw):
+                raw, extracted_title = textlib.extract_html(raw)
+                title = title or extracted_title
+                article = Article(
+                    id=article.id,
+                    text=article.text,
+                    title=title,
+                    url=article.url,
+                    source=article.source,
+                    language=article.language,
+                    published_at=article.published_at,
+                )
+            keys: list[str] = []
+            learned: set[str] = set()
+            if article.source:
+                keys = [textlib.line_key(line) for line in textlib.learnable_lines(raw)]
+                learned = self._store.frequent_lines(
+                    article.source, keys, self.params.learn_boilerplate_min_articles
+                )
+            body = textlib.clean(raw, learned=learned).body
+            if not body.strip():
+                raise BoilerplateOnlyError(
+                    f"article {article.id!r}: nothing is left after removing boilerplate "
+                    "(navigation, tag lists, related-article lists); send the article body",
+                    field="text",
+                )
+            cleaned.append((article, body, keys))
+        normalized = [textlib.normalize(body) for _article, body, _keys in cleaned]
+        spaceless = [textlib.is_spaceless(text) for text in normalized]
+        shingles = shingle_hashes_many(
+            normalized,
+            size=self.params.shingle_size,
+            char_size=self.params.char_shingle_size,
+            spaceless=spaceless,
+        )
+        signatures = self._hasher.signatures(shingles)
+        term_texts = [
+            textlib.normalize(article.title or "") + " " + text
+            for (article, _body, _keys), text in zip(cleaned, normalized, strict=True)
+        ]
+        terms = shingle_hashes_many(
+            term_texts, size=1, char_size=self.params.char_shingle_size, spaceless=spaceless
+        )
+        prepared: list[_Prepared] = []
+        for index, (article, body, keys) in enumerate(cleaned):
+            head = body if not article.title else f"{article.title}\n{body}"
+            published = article.published_at.timestamp() if article.published_at else now
+            language = article.language
+            if language is None and self.mode == "stories":
+                language = detect_language(body)
+            prepared.append(
+                _Prepared(
+                    article=article,
+                    text_hash=_sha256(article.text),
+                    body=body,
+                    normalized=normalized[index],
+                    content_hash=_sha256(normalized[index]),
+                    shingles=shingles[index],
+                    signature=signatures[index],
+                    terms=terms[index][:_TERMS_LIMIT],
+                    embed_text=head[: self.params.embed_max_chars],
+                    published_at=published,
+                    received_at=now,
+                    language=language,
+                    line_keys=keys,
+                )
+            )
+        return prepared
+
+    # -- deciding ---------------------------------------------------------------------------
+
+    def _is_copy(
+        self, a: npt.NDArray[np.uint32], b: npt.NDArray[np.uint32]
+    ) -> tuple[bool, float, float]:
+        params = self.params
+        if min(a.size, b.size) < params.min_shingles:
+            return False, 0.0, 0.0
+        similarity = jaccard(a, b)
+        contained = containment(a, b)
+        ratio = min(a.size, b.size) / max(a.size, b.size)
+        copy = similarity >= params.near_duplicate_threshold or (
+            contained >= params.containment_threshold and ratio >= params.min_length_ratio
+        )
+        return copy, similarity, contained
+
+    def _find_copy(self, prepared: _Prepared) -> tuple[ArticleRow, float] | None:
+        """The original of the near-duplicate group this text verifies against, if any."""
+        if prepared.shingles.size < self.params.min_shingles:
+            return None
+        candidates = self._lsh.query(prepared.signature)
+        if candidates.size == 0:
+            return None
+        rows = self._store.articles(int(row) for row in candidates)
+        best: tuple[float, float, int] | None = None
+        for row in rows.values():
+            copy, similarity, contained = self._is_copy(prepared.shingles, row.shingles)
+            if copy:
+                original = row.original_row if row.original_row is not None else row.row
+                key = (similarity, contained, -original)
+                if best is None or key > best:
+                    best = key
+        if best is None:
+            return None
+        original_row = -best[2]
+        original = rows.get(original_row) or self._store.article(original_row)
+        if original is None:
+            return None
+        return original, jaccard(prepared.shingles, original.shingles)
+
+    def _embed(self, texts: Sequence[str]) -> Vector:
+        assert self._embedder is not None
+        return self._embedder.embed(list(texts)).astype(np.float32)
+
+    def _decide(self, prepared: _Prepared, embedding: Vector | None) -> _Decision:
+        exact = self._store.first_by_content_hash(prepared.content_hash)
+        if exact is not None:
+            original_row = exact.original_row if exact.original_row is not None else exact.row
+            original = exact if original_row == exact.row else self._store.article(original_row)
+            assert original is not None
+            return _Decision(
+                "exact_duplicate", original.story_row, original.row, 1.0, None, original.embedding
+            )
+        copy = self._find_copy(prepared)
+        if copy is not None:
+            original, similarity = copy
+            return _Decision(
+                "near_duplicate",
+                original.story_row,
+                original.row,
+                round(similarity, 6),
+                None,
+                original.embedding,
+            )
+        if self._embedder is None:
+            return _Decision("new_story", None, None, None, None, None)
+        if embedding is None:
+            embedding = self._embed([prepared.embed_text])[0]
+        story_row, probability = self._best_story(prepared, embedding)
+        if story_row is None:
+            return _Decision("new_story", None, None, None, probability, embedding)
+        return _Decision("same_story", story_row, None, None, probability, embedding)
+
+    def _best_story(
+        self, prepared: _Prepared, embedding: Vector
+    ) -> tuple[int | None, float | None]:
+        if self._vectors is None or len(self._vectors) == 0:
+            return None, None
+        params = self.params
+        scores, ids = self._vectors.search(embedding[None, :], params.story_neighbours)
+        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        if not found:
+            return None, None
+        facts = self._store.neighbour_facts([row for row, _score in found])
+        window = params.story_window_days
+        per_story: dict[int, tuple[float, float]] = {}
+        for row, score in found:
+            fact = facts.get(row)
+            if fact is None:
+                continue
+            story_row_value, published_at, terms = fact
+            if abs(published_at - prepared.published_at) > window * 86_400.0:
+                continue
+            lexical = weighted_overlap(prepared.terms, terms, self._frequencies)
+            dense_best, lexical_best = per_story.get(story_row_value, (-1.0, 0.0))
+            per_story[story_row_value] = (max(dense_best, score), max(lexical_best, lexical))
+        if not per_story:
+            return None, None
+        ranked = sorted(per_story.items(), key=lambda item: -item[1][0])
+        ranked = ranked[: params.max_story_candidates]
+        stories = self._store.stories(row for row, _values in ranked)
+        best_row: int | None = None
+        best_probability = -1.0
+        for row, (dense_best, lexical_best) in ranked:
+            story = stories.get(row)
+            if story is None:
+                continue
+            features = StoryFeatures(
+                dense_best=dense_best,
+                dense_centroid=centroid_similarity(embedding, story.centroid),
+                lexical_best=lexical_best,
+                days_apart=days_outside(
+                    prepared.published_at, story.first_published_at, story.last_published_at
+                ),
+            )
+            probability = story_probability(features, params)
+            if probability > best_probability:
+                best_row, best_probability = row, probability
+        if best_row is None:
+            return None, None
+        probability = round(best_probability, 6)
+        if best_probability >= params.story_threshold:
+            return best_row, probability
+        return None, probability
+
+    # -- committing -------------------------------------------------------------------------
+
+    def _commit(self, prepared: _Prepared, decision: _Decision) -> int:
+        article = prepared.article
+        store = self._store
+        row = store.insert_article(
+            {
+                "id": article.id,
+                "text": article.text,
+                "title": article.title,
+                "url": article.url,
+                "source": article.source,
+                "language": prepared.language,
+                "published_at": prepared.published_at,
+                "received_at": prepared.received_at,
+                "text_hash": prepared.text_hash,
+                "content_hash": prepared.content_hash,
+                "shingles": prepared.shingles.astype("<u4").tobytes(),
+                "signature": encode_signature(prepared.signature),
+                "terms": prepared.terms.astype("<u4").tobytes(),
+                "embedding": encode_embedding(decision.embedding),
+                "story_row": decision.story_row if decision.story_row is not None else 0,
+                "original_row": decision.original_row,
+                "status": decision.status,
+                "duplicate_similarity": decision.duplicate_similarity,
+                "story_similarity": decision.story_similarity,
+            }
+        )
+        adds_vector = decision.original_row is None and decision.embedding is not None
+        if decision.story_row is None:
+            store.update_article(row, story_row=row)
+            store.save_story(
+                StoryRow(
+                    row=row,
+                    canonical_row=row,
+                    canonical_score=1.0,
+                    size=1,
+                    vectors=1 if adds_vector else 0,
+                    centroid=decision.embedding.copy()
+                    if adds_vector and decision.embedding is not None
+                    else None,
+                    first_published_at=prepared.published_at,
+                    last_published_at=prepared.published_at,
+                    updated_at=prepared.received_at,
+                )
+            )
+        else:
+            story = store.story(decision.story_row)
+            assert story is not None, "a decision named a story that is not stored"
+            story.size += 1
+            story.first_published_at = min(story.first_published_at, prepared.published_at)
+            story.last_published_at = max(story.last_published_at, prepared.published_at)
+            story.updated_at = prepared.received_at
+            if adds_vector and decision.embedding is not None:
+                story.vectors += 1
+                story.centroid = (
+                    decision.embedding.copy()
+                    if story.centroid is None
+                    else story.centroid + decision.embedding
+                )
+                self._update_canonical(story, row, decision.embedding, prepared.published_at)
+            elif self.params.canonical_policy == "earliest" and decision.original_row is None:
+                self._update_canonical(story, row, None, prepared.published_at)
+            store.save_story(story)
+        if article.source and prepared.line_keys:
+            store.count_lines(article.source, prepared.line_keys)
+        return row
+
+    def _update_canonical(
+        self, story: StoryRow, row: int, embedding: Vector | None, published_at: float
+    ) -> None:
+        current = self._store.article(story.canonical_row)
+        if self.params.canonical_policy == "earliest":
+            if current is None or published_at < current.published_at:
+                story.canonical_row, story.canonical_score = row, 1.0
+            return
+        if embedding is None or story.centroid is None:
+            return
+        center = unit(story.centroid)
+        challenger = float(np.dot(embedding, center))
+        incumbent = (
+            float(np.dot(current.embedding, center))
+            if current is not None and current.embedding is not None
+            else -1.0
+        )
+        story.canonical_score = incumbent
+        if challenger > incumbent + self.params.canonical_hysteresis:
+            story.canonical_row, story.canonical_score = row, challenger
+
+    def _apply_to_indexes(self, row: int, prepared: _Prepared, decision: _Decision) -> None:
+        self._lsh.insert(row, prepared.signature)
+        if decision.original_row is None:
+            self._frequencies.add(prepared.terms)
+            if decision.embedding is not None and self._vectors is not None:
+                self._vectors.add(np.array([row], dtype=np.int64), decision.embedding[None, :])
+
+    def _unapply_from_indexes(self, row: int, prepared: _Prepared, decision: _Decision) -> None:
+        self._lsh.remove(row)
+        if decision.original_row is None:
+            self._frequencies.remove(prepared.terms)
+            if self._vectors is not None:
+                self._vectors.remove(np.array([row], dtype=np.int64))
+
+    # -- verdicts ---------------------------------------------------------------------------
+
+    def _cluster(self, story_row: int) -> Cluster:
+        story = self._store.story(story_row)
+        if story is None:
+            raise StoryNotFoundError(story_id(story_row))
+        canonical = self._store.article(story.canonical_row)
+        assert canonical is not None, "a story's canonical is not stored"
+        return Cluster(
+            id=story_id(story.row),
+            size=story.size,
+            canonical=self._canonical(canonical),
+            first_published_at=_timestamp(story.first_published_at),
+            last_published_at=_timestamp(story.last_published_at),
+        )
+
+    @staticmethod
+    def _canonical(row: ArticleRow) -> Canonical:
+        return Canonical(
+            id=row.id,
+            title=row.title,
+            url=row.url,
+            source=row.source,
+            published_at=_timestamp(row.published_at),
+        )
+
+    def _verdict(self, row: ArticleRow, *, stored: bool = True) -> Verdict:
+        duplicate_of = None
+        if row.original_row is not None:
+            duplicate_of = self._store.article_ids([row.original_row]).get(row.original_row)
+        return Verdict(
+            id=row.id,
+            status=row.status,  # type: ignore[arg-type]
+            duplicate_of=duplicate_of,
+            duplicate_similarity=row.duplicate_similarity,
+            story_similarity=row.story_similarity,
+            cluster=self._cluster(row.story_row),
+            stored=stored,
+        )
+
+    def _existing(self, article: Article) -> ArticleRow | None:
+        row = self._store.article_by_id(article.id)
+        if row is not None and row.text_hash != _sha256(article.text):
+            raise ConflictError(article.id)
+        return row
+
+    # -- public API -------------------------------------------------------------------------
+
+    def ingest(self, article: Article) -> Verdict:
+        """Store one article and return its verdict.
+
+        Idempotent on ``article.id``: the same article again returns the stored verdict.
+
+        Raises:
+            ConflictError: the id is stored with a different text.
+            BoilerplateOnlyError: nothing but boilerplate is left after cleaning.
+            InvalidArticleError: another field is invalid.
+        """
+        return self.ingest_many([article])[0]
+
+    def ingest_many(self, articles: Sequence[Article]) -> list[Verdict]:
+        """Store articles in order, in one transaction, and return their verdicts.
+
+        Equivalent to calling :meth:`ingest` on each in turn, but the embeddings of all
+        articles that are no copy are computed in one batched model call. If any article is
+        invalid, nothing of the batch is stored and the error names the article.
+        """
+        if not articles:
+            return []
+        with self._lock:
+            now = time.time()
+            seen: dict[str, str] = {}
+            fresh: list[Article] = []
+            for article in articles:
+                previous = seen.get(article.id)
+                if previous is not None:
+                    if previous != _sha256(article.text):
+                        raise ConflictError(article.id)
+                    continue
+                seen[article.id] = _sha256(article.text)
+                if self._existing(article) is None:
+                    fresh.append(article)
+            prepared = self._prepare_many(fresh, now)
+            embeddings = self._batch_embeddings(prepared)
+            applied: list[tuple[int, _Prepared, _Decision]] = []
+            try:
+                with self._store.transaction():
+                    for item in prepared:
+                        decision = self._decide(item, embeddings.get(item.article.id))
+                        row = self._commit(item, decision)
+                        # Later articles of the batch must see this one (copies and stories
+                        # inside one batch), so the indexes follow each article at once and
+                        # are rolled back below if the transaction does not commit.
+                        self._apply_to_indexes(row, item, decision)
+                        applied.append((row, item, decision))
+            except BaseException:
+                for row, item, decision in reversed(applied):
+                    self._unapply_from_indexes(row, item, decision)
+                raise
+            self._since_snapshot += len(applied)
+            if self._since_snapshot >= self._snapshot_every:
+                self.snapshot()
+            verdicts: list[Verdict] = []
+            for article in articles:
+                stored = self._store.article_by_id(article.id)
+                assert stored is not None
+                verdicts.append(self._verdict(stored))
+            return verdicts
+
+    def _batch_embeddings(self, prepared: Sequence[_Prepared]) -> dict[str, Vector]:
+        """Embed, in one call, the articles that are no copy of a stored or earlier one."""
+        if self._embedder is None or not prepared:
+            return {}
+        local = LSHIndex(threshold=self.params.lsh_threshold, num_perm=self.params.num_perm)
+        hashes: dict[str, int] = {}
+        needed: list[_Prepared] = []
+        for index, item in enumerate(prepared):
+            if item.content_hash in hashes or self._store.first_by_content_hash(item.content_hash):
+                continue
+            hashes[item.content_hash] = index
+            if self._find_copy(item) is not None:
+                continue
+            local_copy = any(
+                self._is_copy(item.shingles, prepared[int(other)].shingles)[0]
+                for other in local.query(item.signature)
+            )
+            local.insert(index, item.signature)
+            if not local_copy:
+                needed.append(item)
+        if not needed:
+            return {}
+        vectors = self._embed([item.embed_text for item in needed])
+        return {item.article.id: vectors[i] for i, item in enumerate(needed)}
+
+    def match(self, article: Article) -> Verdict:
+        """The verdict ``article`` would get, without storing anything (``stored=False``).
+
+        For an id that is already stored with the same text, the stored verdict is returned
+        (with ``stored=True``).
+        """
+        with self._lock:
+            existing = self._existing(article)
+            if existing is not None:
+                return self._verdict(existing)
+            prepared = self._prepare_many([article], time.time())[0]
+            decision = self._decide(prepared, None)
+            if decision.story_row is not None:
+                cluster = self._cluster(decision.story_row)
+                cluster = Cluster(
+                    id=cluster.id,
+                    size=cluster.size + 1,
+                    canonical=cluster.canonical,
+                    first_published_at=min(
+                        cluster.first_published_at, _timestamp(prepared.published_at)
+                    ),
+                    last_published_at=max(
+                        cluster.last_published_at, _timestamp(prepared.published_at)
+                    ),
+                )
+            else:
+                published = _timestamp(prepared.published_at)
+                cluster = Cluster(
+                    id="",
+                    size=1,
+                    canonical=Canonical(
+                        id=article.id,
+                        title=article.title,
+                        url=article.url,
+                        source=article.source,
+                        published_at=published,
+                    ),
+                    first_published_at=published,
+                    last_published_at=published,
+                )
+            duplicate_of = None
+            if decision.original_row is not None:
+                duplicate_of = self._store.article_ids([decision.original_row]).get(
+                    decision.original_row
+                )
+            return Verdict(
+                id=article.id,
+                status=decision.status,
+                duplicate_of=duplicate_of,
+                duplicate_similarity=decision.duplicate_similarity,
+                story_similarity=decision.story_similarity,
+                cluster=cluster,
+                stored=False,
+            )
+
+    def similarity(self, a: Article, b: Article) -> Similarity:
+        """How two articles compare, without storing either."""
+        with self._lock:
+            first, second = self._prepare_many([a, b], time.time())
+            if first.content_hash == second.content_hash:
+                copy, similarity, contained = True, 1.0, 1.0
+            else:
+                copy, similarity, contained = self._is_copy(first.shingles, second.shingles)
+            story = 1.0 if copy else self._pair_story_similarity(first, second)
+            return Similarity(
+                jaccard=round(similarity, 6),
+                containment=round(contained, 6),
+                story_similarity=round(story, 6),
+                near_duplicate=copy,
+                same_story=copy or story >= self.params.story_threshold,
+            )
+
+    def _pair_story_similarity(self, first: _Prepared, second: _Prepared) -> float:
+        if self._embedder is None:
+            return weighted_overlap(first.terms, second.terms, self._frequencies)
+        vectors = self._embed([first.embed_text, second.embed_text])
+        dense = float(np.dot(vectors[0], vectors[1]))
+        features = StoryFeatures(
+            dense_best=dense,
+            dense_centroid=dense,
+            lexical_best=weighted_overlap(first.terms, second.terms, self._frequencies),
+            days_apart=abs(first.published_at - second.published_at) / 86_400.0,
+        )
+        return story_probability(features, self.params)
+
+    def get(self, article_id: str) -> StoredArticle:
+        """The stored article and its current verdict.
+
+        Raises:
+            ArticleNotFoundError: no article has this id.
+        """
+        with self._lock:
+            row = self._store.article_by_id(article_id)
+            if row is None:
+                raise ArticleNotFoundError(article_id)
+            article = Article(
+                id=row.id,
+                text=row.text,
+                title=row.title,
+                url=row.url,
+                source=row.source,
+                language=row.language,
+                published_at=_timestamp(row.published_at),
+            )
+            return StoredArticle(
+                article=article, verdict=self._verdict(row), received_at=_timestamp(row.received_at)
+            )
+
+    def delete(self, article_id: str) -> None:
+        """Remove an article from the record and the indexes.
+
+        A near-duplicate group whose original it was elects its earliest remaining member;
+        a story whose canonical it was elects another by the canonical policy; an emptied
+        story is removed.
+
+        Raises:
+            ArticleNotFoundError: no article has this id.
+        """
+        with self._lock:
+            store = self._store
+            row = store.article_by_id(article_id)
+            if row is None:
+                raise ArticleNotFoundError(article_id)
+            promoted: ArticleRow | None = None
+            with store.transaction():
+                if row.original_row is None:
+                    members = store.group_members(row.row)
+                    if members:
+                        promoted = members[0]
+                        store.update_article(promoted.row, original_row=None)
+                        for member in members[1:]:
+                            store.update_article(member.row, original_row=promoted.row)
+                store.delete_article(row.row)
+                self._shrink_story(row, promoted)
+            self._lsh.remove(row.row)
+            if row.original_row is None:
+                self._frequencies.remove(row.terms)
+                if self._vectors is not None:
+                    self._vectors.remove(np.array([row.row], dtype=np.int64))
+            if promoted is not None:
+                self._frequencies.add(promoted.terms)
+                if self._vectors is not None and promoted.embedding is not None:
+                    self._vectors.add(
+                        np.array([promoted.row], dtype=np.int64), promoted.embedding[None, :]
+                    )
+
+    def _shrink_story(self, removed: ArticleRow, promoted: ArticleRow | None) -> None:
+        store = self._store
+        story = store.story(removed.story_row)
+        if story is None:
+            return
+        story.size -= 1
+        if story.size <= 0:
+            store.delete_story(story.row)
+            return
+        if removed.original_row is None and removed.embedding is not None and promoted is None:
+            story.vectors -= 1
+            story.centroid = None if story.centroid is None else story.centroid - removed.embedding
+            if story.vectors <= 0:
+                story.centroid = None
+        members = store.story_members(story.row)
+        story.first_published_at = min(member.published_at for member in members)
+        story.last_published_at = max(member.published_at for member in members)
+        if story.canonical_row == removed.row:
+            story.canonical_row, story.canonical_score = self._elect(story, members)
+        store.save_story(story)
+
+    def _elect(self, story: StoryRow, members: Sequence[ArticleRow]) -> tuple[int, float]:
+        originals = [member for member in members if member.original_row is None] or list(members)
+        if self.params.canonical_policy == "central" and story.centroid is not None:
+            center = unit(story.centroid)
+            scored = [
+                (float(np.dot(member.embedding, center)), -member.row)
+                for member in originals
+                if member.embedding is not None
+            ]
+            if scored:
+                score, negative_row = max(scored)
+                return -negative_row, score
+        earliest = min(originals, key=lambda member: (member.published_at, member.row))
+        return earliest.row, 1.0
+
+    def story(self, story_id_text: str, *, limit: int = 50, offset: int = 0) -> Story:
+        """A story with a page of its members, newest first.
+
+        Raises:
+            StoryNotFoundError: no story has this id.
+        """
+        row = story_row_of(story_id_text)
+        with self._lock:
+            stored = self._store.story(row)
+            if stored is None:
+                raise StoryNotFoundError(story_id_text)
+            members = self._store.story_members(row, limit=limit, offset=offset)
+            return Story(
+                cluster=self._cluster(row),
+                members=[self._canonical(member) for member in members],
+                total_members=stored.size,
+                updated_at=_timestamp(stored.updated_at),
+            )
+
+    def stories(self, *, updated_since: datetime | None = None, limit: int = 50) -> list[Story]:
+        """Recently updated stories, most recent first (members not listed)."""
+        with self._lock:
+            since = updated_since.timestamp() if updated_since else None
+            return [
+                Story(
+                    cluster=self._cluster(story.row),
+                    members=[],
+                    total_members=story.size,
+                    updated_at=_timestamp(story.updated_at),
+                )
+                for story in self._store.recent_stories(updated_since=since, limit=limit)
+            ]
+
+    def counts(self) -> dict[str, int]:
+        """Articles and stories stored, and the sizes of the derived indexes."""
+        with self._lock:
+            return {
+                "articles": self._store.count_articles(),
+                "stories": self._store.count_stories(),
+                "lsh_entries": len(self._lsh),
+                "vector_entries": 0 if self._vectors is None else len(self._vectors),
+            }
+
+    def index_memory_bytes(self) -> int:
+        """Bytes held by the in-memory derived indexes (LSH, FAISS, term frequencies)."""
+        with self._lock:
+            total = self._lsh.memory_bytes() + self._frequencies.memory_bytes()
+            if self._vectors is not None:
+                total += self._vectors.memory_bytes()
+            return total

@@ -1,0 +1,514 @@
+"""The system of record: SQLite in WAL mode.
+
+Every acknowledged article lives here with its original text and everything derived from
+it (hashes, shingles, MinHash signature, embedding, term set, story). The LSH, FAISS and
+document-frequency indexes are rebuilt from these rows whenever their snapshots are missing,
+stale or built with other parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from index.errors import IndexMismatchError, StoreClosedError
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+Synchronous = Literal["full", "normal", "off"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS articles (
+    row INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    text TEXT NOT NULL,
+    title TEXT,
+    url TEXT,
+    source TEXT,
+    language TEXT,
+    published_at REAL NOT NULL,
+    received_at REAL NOT NULL,
+    text_hash TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    shingles BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    terms BLOB NOT NULL,
+    embedding BLOB,
+    story_row INTEGER NOT NULL,
+    original_row INTEGER,
+    status TEXT NOT NULL,
+    duplicate_similarity REAL,
+    story_similarity REAL
+);
+CREATE INDEX IF NOT EXISTS articles_content_hash ON articles (content_hash);
+CREATE INDEX IF NOT EXISTS articles_story ON articles (story_row, published_at);
+CREATE INDEX IF NOT EXISTS articles_original ON articles (original_row);
+CREATE TABLE IF NOT EXISTS stories (
+    row INTEGER PRIMARY KEY,
+    canonical_row INTEGER NOT NULL,
+    canonical_score REAL NOT NULL,
+    size INTEGER NOT NULL,
+    vectors INTEGER NOT NULL,
+    centroid BLOB,
+    first_published_at REAL NOT NULL,
+    last_published_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS stories_updated ON stories (updated_at);
+CREATE TABLE IF NOT EXISTS source_lines (
+    source TEXT NOT NULL,
+    key TEXT NOT NULL,
+    articles INTEGER NOT NULL,
+    PRIMARY KEY (source, key)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass
+class ArticleRow:
+    """One stored article, blobs decoded."""
+
+    row: int
+    id: str
+    text: str
+    title: str | None
+    url: str | None
+    source: str | None
+    language: str | None
+    published_at: float
+    received_at: float
+    text_hash: str
+    content_hash: str
+    shingles: npt.NDArray[np.uint32]
+    signature: npt.NDArray[np.uint64]
+    terms: npt.NDArray[np.uint32]
+    embedding: npt.NDArray[np.float32] | None
+    story_row: int
+    original_row: int | None
+    status: str
+    duplicate_similarity: float | None
+    story_similarity: float | None
+
+
+@dataclass
+class StoryRow:
+    """One stored story; ``centroid`` is the sum of its members' embeddings."""
+
+    row: int
+    canonical_row: int
+    canonical_score: float
+    size: int
+    vectors: int
+    centroid: npt.NDArray[np.float32] | None
+    first_published_at: float
+    last_published_at: float
+    updated_at: float
+
+
+_ARTICLE_COLUMNS = (
+    "row, id, text, title, url, source, language, published_at, received_at, text_hash, "
+    "content_hash, shingles, signature, terms, embedding, story_row, original_row, status, "
+    "duplicate_similarity, story_similarity"
+)
+_STORY_COLUMNS = (
+    "row, canonical_row, canonical_score, size, vectors, centroid, first_published_at, "
+    "last_published_at, updated_at"
+)
+
+
+def encode_signature(signature: npt.NDArray[np.uint64]) -> bytes:
+    """MinHash values fit in 32 bits (datasketch masks them so): store them as uint32."""
+    return signature.astype("<u4").tobytes()
+
+
+def decode_signature(blob: bytes) -> npt.NDArray[np.uint64]:
+    """The inverse of :func:`encode_signature`."""
+    return np.frombuffer(blob, dtype="<u4").astype(np.uint64)
+
+
+def encode_embedding(vector: npt.NDArray[np.float32] | None) -> bytes | None:
+    """Embeddings are stored as float16: half the bytes, cosine error ~1e-4."""
+    return None if vector is None else vector.astype("<f2").tobytes()
+
+
+def decode_embedding(blob: bytes | None) -> npt.NDArray[np.float32] | None:
+    """The inverse of :func:`encode_embedding`."""
+    return None if blob is None else np.frombuffer(blob, dtype="<f2").astype(np.float32)
+
+
+def _u32(blob: bytes) -> npt.NDArray[np.uint32]:
+    return np.frombuffer(blob, dtype="<u4").astype(np.uint32)
+
+
+def _article(values: Sequence[Any]) -> ArticleRow:
+    return ArticleRow(
+        row=values[0],
+        id=values[1],
+        text=values[2],
+        title=values[3],
+        url=values[4],
+        source=values[5],
+        language=values[6],
+        published_at=values[7],
+        received_at=values[8],
+        text_hash=values[9],
+        content_hash=values[10],
+        shingles=_u32(values[11]),
+        signature=decode_signature(values[12]),
+        terms=_u32(values[13]),
+        embedding=decode_embedding(values[14]),
+        story_row=values[15],
+        original_row=values[16],
+        status=values[17],
+        duplicate_similarity=values[18],
+        story_similarity=values[19],
+    )
+
+
+def _story(values: Sequence[Any]) -> StoryRow:
+    centroid = None if values[5] is None else np.frombuffer(values[5], dtype="<f4").copy()
+    return StoryRow(
+        row=values[0],
+        canonical_row=values[1],
+        canonical_score=values[2],
+        size=values[3],
+        vectors=values[4],
+        centroid=centroid,
+        first_published_at=values[6],
+        last_published_at=values[7],
+        updated_at=values[8],
+    )
+
+
+class Store:
+    """SQLite-backed record of articles, stories and learned boilerplate lines.
+
+    Not thread-safe by itself: the engine serialises access with its lock.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        fingerprint: str,
+        stored_fields: dict[str, Any],
+        synchronous: Synchronous = "full",
+    ) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._connection: sqlite3.Connection | None = sqlite3.connect(
+            path, check_same_thread=False, isolation_level=None
+        )
+        connection = self._connection
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        connection.execute("PRAGMA foreign_keys=ON")
+        connection.execute("PRAGMA busy_timeout=10000")
+        connection.executescript(_SCHEMA)
+        self._check_fingerprint(fingerprint, stored_fields)
+
+    def _check_fingerprint(self, fingerprint: str, stored_fields: dict[str, Any]) -> None:
+        existing = self.meta("fingerprint")
+        if existing is None:
+            with self.transaction():
+                self.set_meta("fingerprint", fingerprint)
+                self.set_meta("parameters", json.dumps(stored_fields, sort_keys=True))
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
+                self.set_meta("deletions", "0")
+            return
+        if existing != fingerprint:
+            stored = self.meta("parameters") or "{}"
+            raise IndexMismatchError(
+                f"the store at {self.path} was built with parameters {stored} "
+                f"(fingerprint {existing}), not {json.dumps(stored_fields, sort_keys=True)} "
+                f"(fingerprint {fingerprint}); open it with the same shingling, MinHash and "
+                "model parameters, or use a new data directory"
+            )
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        if self._connection is None:
+            raise StoreClosedError("the store is closed; open the engine again")
+        return self._connection
+
+    def close(self) -> None:
+        """Checkpoint the WAL and close; further use raises StoreClosedError."""
+        if self._connection is not None:
+            self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._connection.close()
+            self._connection = None
+
+    def transaction(self) -> _Transaction:
+        """A context manager: BEGIN IMMEDIATE … COMMIT, ROLLBACK on any exception."""
+        return _Transaction(self.connection)
+
+    def meta(self, key: str) -> str | None:
+        found = self.connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if found is None else str(found[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.connection.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def generation(self) -> tuple[int, int]:
+        """(highest article row ever assigned, deletions so far): what a snapshot is current to."""
+        found = self.connection.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'articles'"
+        ).fetchone()
+        return (0 if found is None else int(found[0]), int(self.meta("deletions") or 0))
+
+    # -- articles -------------------------------------------------------------------------
+
+    def article_by_id(self, article_id: str) -> ArticleRow | None:
+        found = self.connection.execute(
+            f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE id = ?", (article_id,)
+        ).fetchone()
+        return None if found is None else _article(found)
+
+    def article(self, row: int) -> ArticleRow | None:
+        found = self.connection.execute(
+            f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE row = ?", (row,)
+        ).fetchone()
+        return None if found is None else _article(found)
+
+    def articles(self, rows: Iterable[int]) -> dict[int, ArticleRow]:
+        wanted = sorted(set(rows))
+        result: dict[int, ArticleRow] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for values in self.connection.execute(
+                f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE row IN ({marks})", chunk
+            ):
+                result[values[0]] = _article(values)
+        return result
+
+    def article_ids(self, rows: Iterable[int]) -> dict[int, str]:
+        wanted = sorted(set(rows))
+        result: dict[int, str] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row, article_id in self.connection.execute(
+                f"SELECT row, id FROM articles WHERE row IN ({marks})", chunk
+            ):
+                result[row] = article_id
+        return result
+
+    def neighbour_facts(
+        self, rows: Sequence[int]
+    ) -> dict[int, tuple[int, float, npt.NDArray[np.uint32]]]:
+        """(story row, published_at, terms) of each row: what story scoring needs."""
+        result: dict[int, tuple[int, float, npt.NDArray[np.uint32]]] = {}
+        wanted = sorted(set(rows))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row, story_row, published_at, terms in self.connection.execute(
+                f"SELECT row, story_row, published_at, terms FROM articles WHERE row IN ({marks})",
+                chunk,
+            ):
+                result[row] = (story_row, published_at, _u32(terms))
+        return result
+
+    def first_by_content_hash(self, content_hash: str) -> ArticleRow | None:
+        found = self.connection.execute(
+            f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE content_hash = ? ORDER BY row LIMIT 1",
+            (content_hash,),
+        ).fetchone()
+        return None if found is None else _article(found)
+
+    def insert_article(self, values: dict[str, Any]) -> int:
+        """Insert one article (blobs already encoded); returns its row."""
+        columns = ", ".join(values)
+        marks = ", ".join("?" * len(values))
+        cursor = self.connection.execute(
+            f"INSERT INTO articles ({columns}) VALUES ({marks})", tuple(values.values())
+        )
+        assert cursor.lastrowid is not None
+        return int(cursor.lastrowid)
+
+    def update_article(self, row: int, **values: Any) -> None:
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        self.connection.execute(
+            f"UPDATE articles SET {assignments} WHERE row = ?", (*values.values(), row)
+        )
+
+    def delete_article(self, row: int) -> None:
+        self.connection.execute("DELETE FROM articles WHERE row = ?", (row,))
+        deletions = int(self.meta("deletions") or 0) + 1
+        self.set_meta("deletions", str(deletions))
+
+    def group_members(self, original_row: int) -> list[ArticleRow]:
+        """Every copy pointing at ``original_row``, earliest first."""
+        return [
+            _article(values)
+            for values in self.connection.execute(
+                f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE original_row = ? "
+                "ORDER BY published_at, row",
+                (original_row,),
+            )
+        ]
+
+    def story_members(
+        self, story_row: int, *, limit: int | None = None, offset: int = 0
+    ) -> list[ArticleRow]:
+        """Members of a story, newest first."""
+        query = (
+            f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE story_row = ? "
+            "ORDER BY published_at DESC, row DESC"
+        )
+        parameters: tuple[Any, ...] = (story_row,)
+        if limit is not None:
+            query += " LIMIT ? OFFSET ?"
+            parameters = (story_row, limit, offset)
+        return [_article(values) for values in self.connection.execute(query, parameters)]
+
+    def count_articles(self) -> int:
+        return int(self.connection.execute("SELECT COUNT(*) FROM articles").fetchone()[0])
+
+    def iter_index_rows(
+        self, *, after_row: int = 0, batch: int = 2000
+    ) -> Iterator[
+        tuple[
+            int,
+            npt.NDArray[np.uint64],
+            npt.NDArray[np.uint32],
+            npt.NDArray[np.float32] | None,
+            bool,
+        ]
+    ]:
+        """(row, signature, terms, embedding, is_original) of every article after ``after_row``."""
+        last = after_row
+        while True:
+            chunk = self.connection.execute(
+                "SELECT row, signature, terms, embedding, original_row FROM articles "
+                "WHERE row > ? ORDER BY row LIMIT ?",
+                (last, batch),
+            ).fetchall()
+            if not chunk:
+                return
+            for row, signature, terms, embedding, original_row in chunk:
+                yield (
+                    row,
+                    decode_signature(signature),
+                    _u32(terms),
+                    decode_embedding(embedding),
+                    original_row is None,
+                )
+            last = chunk[-1][0]
+
+    # -- stories --------------------------------------------------------------------------
+
+    def story(self, row: int) -> StoryRow | None:
+        found = self.connection.execute(
+            f"SELECT {_STORY_COLUMNS} FROM stories WHERE row = ?", (row,)
+        ).fetchone()
+        return None if found is None else _story(found)
+
+    def stories(self, rows: Iterable[int]) -> dict[int, StoryRow]:
+        wanted = sorted(set(rows))
+        result: dict[int, StoryRow] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for values in self.connection.execute(
+                f"SELECT {_STORY_COLUMNS} FROM stories WHERE row IN ({marks})", chunk
+            ):
+                result[values[0]] = _story(values)
+        return result
+
+    def save_story(self, story: StoryRow) -> None:
+        centroid = None if story.centroid is None else story.centroid.astype("<f4").tobytes()
+        self.connection.execute(
+            f"INSERT OR REPLACE INTO stories ({_STORY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                story.row,
+                story.canonical_row,
+                story.canonical_score,
+                story.size,
+                story.vectors,
+                centroid,
+                story.first_published_at,
+                story.last_published_at,
+                story.updated_at,
+            ),
+        )
+
+    def delete_story(self, row: int) -> None:
+        self.connection.execute("DELETE FROM stories WHERE row = ?", (row,))
+
+    def recent_stories(self, *, updated_since: float | None, limit: int) -> list[StoryRow]:
+        return [
+            _story(values)
+            for values in self.connection.execute(
+                f"SELECT {_STORY_COLUMNS} FROM stories WHERE updated_at >= ? "
+                "ORDER BY updated_at DESC, row DESC LIMIT ?",
+                (updated_since if updated_since is not None else float("-inf"), limit),
+            )
+        ]
+
+    def count_stories(self) -> int:
+        return int(self.connection.execute("SELECT COUNT(*) FROM stories").fetchone()[0])
+
+    # -- learned boilerplate --------------------------------------------------------------
+
+    def frequent_lines(self, source: str, keys: Sequence[str], minimum: int) -> set[str]:
+        """Which of ``keys`` were seen in at least ``minimum`` stored articles of ``source``."""
+        if not keys:
+            return set()
+        unique = sorted(set(keys))
+        marks = ",".join("?" * len(unique))
+        return {
+            key
+            for (key,) in self.connection.execute(
+                f"SELECT key FROM source_lines WHERE source = ? AND articles >= ? "
+                f"AND key IN ({marks})",
+                (source, minimum, *unique),
+            )
+        }
+
+    def count_lines(self, source: str, keys: Iterable[str], delta: int = 1) -> None:
+        self.connection.executemany(
+            "INSERT INTO source_lines (source, key, articles) VALUES (?, ?, ?) "
+            "ON CONFLICT (source, key) DO UPDATE SET articles = articles + excluded.articles",
+            [(source, key, delta) for key in sorted(set(keys))],
+        )
+
+
+class _Transaction:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+        self._depth = 0
+
+    def __enter__(self) -> sqlite3.Connection:
+        if self._connection.in_transaction:
+            self._depth = 1
+        else:
+            self._connection.execute("BEGIN IMMEDIATE")
+        return self._connection
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        if self._depth:
+            return
+        if kind is None:
+            self._connection.execute("COMMIT")
+        else:
+            self._connection.execute("ROLLBACK")

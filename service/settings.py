@@ -1,0 +1,86 @@
+"""Service settings (environment variables prefixed ``SAMESTORY_``) and engine opening.
+
+Settings are built by ``create_app()`` and the CLI, never at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from index.engine import Engine, Mode
+from index.params import DEFAULT_MODEL, Parameters
+from index.store import Synchronous
+
+
+def default_model_cache() -> Path:
+    """Where the offline default model is built: ``$XDG_CACHE_HOME/samestory/models``."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "samestory" / "models"
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set; each field reads ``SAMESTORY_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="SAMESTORY_", extra="ignore")
+
+    data_dir: Path = Field(Path("samestory-data"), description="SQLite record and snapshots")
+    model: str = Field(DEFAULT_MODEL, description="sentence-transformers name or directory")
+    model_cache_dir: Path = Field(default_factory=default_model_cache)
+    device: str = Field("cpu", description="torch device for the model, e.g. cpu or cuda")
+    precision: Literal["float32", "bfloat16", "float16"] = "float32"
+    api_key: SecretStr | None = Field(None, description="when set, requests must carry it")
+    max_body_bytes: int = Field(5_000_000, ge=1_000)
+    max_batch: int = Field(256, ge=1, le=10_000)
+    micro_batch_wait_ms: float = Field(5.0, ge=0.0, le=1_000.0)
+    micro_batch_size: int = Field(64, ge=1, le=1_024)
+    synchronous: Synchronous = "full"
+    story_threshold: float | None = Field(None, gt=0.0, lt=1.0)
+    near_duplicate_threshold: float | None = Field(None, gt=0.0, le=1.0)
+    containment_threshold: float | None = Field(None, gt=0.0, le=1.0)
+    story_window_days: float | None = Field(None, gt=0.0)
+    canonical_policy: Literal["central", "earliest"] | None = None
+    embed_max_tokens: int | None = Field(None, ge=16, le=512)
+    log_level: str = "INFO"
+
+    def parameters(self) -> Parameters:
+        """Engine parameters: the defaults with every threshold the operator set."""
+        changes: dict[str, object] = {"model": self.model, "device": self.device}
+        for name in (
+            "story_threshold",
+            "near_duplicate_threshold",
+            "containment_threshold",
+            "story_window_days",
+            "canonical_policy",
+            "embed_max_tokens",
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                changes[name] = value
+        return Parameters().replace(**changes)
+
+
+def open_engine(settings: Settings, *, mode: Mode = "stories") -> Engine:
+    """Open the engine the settings describe (loading the model only in ``stories`` mode)."""
+    params = settings.parameters()
+    embedder = None
+    if mode == "stories":
+        from index.embed import SentenceTransformerEmbedder
+
+        embedder = SentenceTransformerEmbedder(
+            params.model,
+            cache_dir=settings.model_cache_dir,
+            device=params.device,
+            max_seq_length=params.embed_max_tokens,
+            batch_size=params.embed_batch_size,
+            prompt=params.embed_prompt,
+            precision=settings.precision,
+        )
+    return Engine.open(
+        settings.data_dir, params, embedder=embedder, mode=mode, synchronous=settings.synchronous
+    )
