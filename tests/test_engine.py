@@ -1,0 +1,346 @@
+"""The engine end to end: real SQLite, real MinHash/LSH, real FAISS and the real model."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from index.article import Article, Verdict
+from index.embed import SentenceTransformerEmbedder
+from index.engine import Engine
+from index.errors import (
+    ArticleNotFoundError,
+    BoilerplateOnlyError,
+    ConflictError,
+    EmptyTextError,
+    IndexMismatchError,
+    StoryNotFoundError,
+)
+from index.params import Parameters
+
+REPO = Path(__file__).resolve().parents[1]
+SEEDS = REPO.parent / "shared" / "data" / "seeds"
+
+needs_seeds = pytest.mark.skipif(not SEEDS.is_dir(), reason="../shared/data/seeds is absent")
+
+# Two synthetic wire stories of our own making, each long enough for 5-gram shingles.
+ECONOMY = [
+    "أعلنت وزارة المالية اليوم عن ارتفاع الإيرادات غير النفطية بنسبة اثني عشر بالمئة خلال "
+    "الربع الثالث من العام مقارنة بالفترة نفسها من العام الماضي.",
+    "وقال وزير المالية في مؤتمر صحفي إن الإصلاحات الهيكلية بدأت تؤتي ثمارها وإن العجز "
+    "سيتراجع إلى أقل من ثلاثة بالمئة من الناتج المحلي الإجمالي.",
+    "وأضاف أن الحكومة ماضية في خطط تنويع الاقتصاد وتحفيز القطاع الخاص عبر برامج تمويل "
+    "جديدة للشركات الصغيرة والمتوسطة في المناطق كافة.",
+    "وتوقع محللون أن تنعكس هذه الأرقام إيجابا على التصنيف الائتماني للمملكة خلال الأشهر "
+    "المقبلة في ظل استقرار أسعار النفط العالمية.",
+]
+FLOOD = [
+    "Heavy rain caused severe flooding across the northern province on Tuesday, forcing "
+    "thousands of residents to leave their homes as rivers burst their banks overnight.",
+    "Emergency services said at least fourteen people were rescued from rooftops and more "
+    "than two hundred homes were damaged in the worst floods in a decade.",
+    "The regional governor declared a state of emergency and asked the army to help build "
+    "temporary shelters and deliver drinking water to isolated villages.",
+    "Forecasters warned that more storms were expected later in the week and urged people "
+    "living near the river to stay alert and follow evacuation orders.",
+]
+
+
+def _article(article_id: str, paragraphs: list[str], **fields: object) -> Article:
+    return Article(id=article_id, text="\n\n".join(paragraphs), **fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def dedup_engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = Engine.open(tmp_path / "data", mode="dedup")
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def embedder(model_cache_dir: Path) -> SentenceTransformerEmbedder:
+    params = Parameters()
+    return SentenceTransformerEmbedder(
+        params.model,
+        cache_dir=model_cache_dir,
+        max_seq_length=params.embed_max_tokens,
+        prompt=params.embed_prompt,
+    )
+
+
+@pytest.fixture
+def story_engine(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> Iterator[Engine]:
+    engine = Engine.open(tmp_path / "data", embedder=embedder)
+    yield engine
+    engine.close()
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+
+def test_empty_text_is_refused_with_a_clear_message() -> None:
+    with pytest.raises(EmptyTextError, match="empty or only whitespace"):
+        Article(id="a", text="   \n\t ")
+
+
+def test_boilerplate_only_text_is_refused_and_nothing_is_stored(dedup_engine: Engine) -> None:
+    with pytest.raises(BoilerplateOnlyError, match="nothing is left"):
+        dedup_engine.ingest(Article(id="nav", text="Skip to content\n\nScroll to Top"))
+    with pytest.raises(ArticleNotFoundError):
+        dedup_engine.get("nav")
+    assert dedup_engine.counts()["articles"] == 0
+
+
+def test_a_bad_article_in_a_batch_stores_nothing_of_the_batch(dedup_engine: Engine) -> None:
+    good = _article("good", FLOOD)
+    bad = Article(id="bad", text="Skip to content")
+    with pytest.raises(BoilerplateOnlyError, match="'bad'"):
+        dedup_engine.ingest_many([good, bad])
+    assert dedup_engine.counts() == {
+        "articles": 0,
+        "stories": 0,
+        "lsh_entries": 0,
+        "vector_entries": 0,
+    }
+    assert dedup_engine.ingest(good).status == "new_story"
+
+
+def test_same_id_with_other_text_is_a_conflict(dedup_engine: Engine) -> None:
+    dedup_engine.ingest(_article("x", FLOOD))
+    with pytest.raises(ConflictError, match="already stored with a different text"):
+        dedup_engine.ingest(_article("x", ECONOMY))
+
+
+def test_unknown_ids_raise_typed_errors(dedup_engine: Engine) -> None:
+    with pytest.raises(ArticleNotFoundError, match="'nope'"):
+        dedup_engine.delete("nope")
+    with pytest.raises(StoryNotFoundError):
+        dedup_engine.story("s999")
+    with pytest.raises(StoryNotFoundError):
+        dedup_engine.story("not-a-story")
+
+
+def test_store_built_with_other_parameters_is_refused(tmp_path: Path) -> None:
+    Engine.open(tmp_path, mode="dedup").close()
+    with pytest.raises(IndexMismatchError, match="num_perm"):
+        Engine.open(tmp_path, Parameters(num_perm=64), mode="dedup")
+
+
+# -- duplicates (no model needed) ----------------------------------------------------------
+
+
+def test_exact_and_near_duplicates_point_at_the_original(dedup_engine: Engine) -> None:
+    original = dedup_engine.ingest(_article("orig", FLOOD, title="Floods"))
+    assert original.status == "new_story"
+    exact = dedup_engine.ingest(_article("exact", FLOOD))
+    assert (exact.status, exact.duplicate_of) == ("exact_duplicate", "orig")
+    truncated = dedup_engine.ingest(_article("trunc", FLOOD[:3] + [FLOOD[3][:40]]))
+    assert (truncated.status, truncated.duplicate_of) == ("near_duplicate", "orig")
+    # A copy of the copy still names the group's original, not its closest copy.
+    copy_of_copy = dedup_engine.ingest(_article("copy2", FLOOD[:3] + [FLOOD[3][:30]]))
+    assert copy_of_copy.duplicate_of == "orig"
+    assert copy_of_copy.cluster.id == original.cluster.id
+    other = dedup_engine.ingest(_article("other", ECONOMY))
+    assert other.status == "new_story"
+    assert other.cluster.id != original.cluster.id
+
+
+def test_reingest_is_idempotent_and_reopen_keeps_verdicts(tmp_path: Path) -> None:
+    articles = [
+        _article("a", FLOOD),
+        _article("b", FLOOD[:3]),
+        _article("c", ECONOMY),
+        _article("d", ECONOMY[1:]),
+    ]
+
+    def essence(verdicts: list[Verdict]) -> list[tuple[object, ...]]:
+        return [(v.id, v.status, v.duplicate_of, v.cluster.id) for v in verdicts]
+
+    with Engine.open(tmp_path, mode="dedup") as engine:
+        first = [engine.ingest(article) for article in articles]
+        # Cluster sizes and spans grow as later articles join; the verdict itself does not.
+        again = [engine.ingest(article) for article in articles]
+        assert essence(again) == essence(first)
+        assert [engine.ingest(article) for article in articles] == again
+    with Engine.open(tmp_path, mode="dedup") as engine:
+        assert [engine.get(article.id).verdict for article in articles] == again
+        assert [engine.ingest(article) for article in articles] == again
+
+
+def test_indexes_are_rebuilt_when_snapshots_are_missing(tmp_path: Path) -> None:
+    with Engine.open(tmp_path, mode="dedup") as engine:
+        engine.ingest(_article("a", FLOOD))
+    for snapshot in (tmp_path / "snapshots").iterdir():
+        snapshot.unlink()
+    with Engine.open(tmp_path, mode="dedup") as engine:
+        assert engine.counts()["lsh_entries"] == 1
+        assert engine.ingest(_article("b", FLOOD[:3])).duplicate_of == "a"
+
+
+def test_batch_equals_one_at_a_time(tmp_path: Path) -> None:
+    articles = [
+        _article("a", FLOOD),
+        _article("b", FLOOD[:3]),
+        _article("c", ECONOMY),
+        _article("d", FLOOD),
+        _article("e", ECONOMY[:3]),
+    ]
+    with Engine.open(tmp_path / "one", mode="dedup") as engine:
+        one = [engine.ingest(article) for article in articles]
+    with Engine.open(tmp_path / "batch", mode="dedup") as engine:
+        batch = engine.ingest_many(articles)
+    strip = [(v.id, v.status, v.duplicate_of, v.cluster.id, v.cluster.canonical.id) for v in one]
+    assert strip == [
+        (v.id, v.status, v.duplicate_of, v.cluster.id, v.cluster.canonical.id) for v in batch
+    ]
+
+
+def test_deleting_the_original_promotes_the_earliest_copy(dedup_engine: Engine) -> None:
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    dedup_engine.ingest(_article("a", FLOOD, published_at=start))
+    dedup_engine.ingest(_article("b", FLOOD[:3], published_at=start + timedelta(hours=1)))
+    dedup_engine.ingest(_article("c", FLOOD[1:], published_at=start + timedelta(hours=2)))
+    dedup_engine.delete("a")
+    assert dedup_engine.get("c").verdict.duplicate_of == "b"
+    cluster = dedup_engine.get("b").verdict.cluster
+    assert cluster.size == 2
+    assert cluster.canonical.id == "b"
+    dedup_engine.delete("b")
+    dedup_engine.delete("c")
+    assert dedup_engine.counts()["stories"] == 0
+
+
+def test_match_stores_nothing(dedup_engine: Engine) -> None:
+    dedup_engine.ingest(_article("a", FLOOD))
+    verdict = dedup_engine.match(_article("probe", FLOOD[:3]))
+    assert (verdict.status, verdict.duplicate_of, verdict.stored) == (
+        "near_duplicate",
+        "a",
+        False,
+    )
+    with pytest.raises(ArticleNotFoundError):
+        dedup_engine.get("probe")
+
+
+# -- durability ----------------------------------------------------------------------------
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from index.article import Article, Verdict
+    from index.engine import Engine
+
+    engine = Engine.open(Path(sys.argv[1]), mode="dedup", synchronous="normal")
+    for number in range(100000):
+        words = " ".join(f"w{number}x{k}" for k in range(40))
+        verdict = engine.ingest(Article(id=f"id{number}", text=words))
+        print(verdict.id, flush=True)
+    """
+)
+
+
+def test_acknowledged_ingests_survive_sigkill(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    with process.stdout:
+        acknowledged = [line.strip() for line in itertools.islice(process.stdout, 300)]
+        process.send_signal(signal.SIGKILL)
+        acknowledged += [line.strip() for line in process.stdout if line.strip()]
+    process.wait()
+    assert len(acknowledged) >= 300
+    with Engine.open(tmp_path, mode="dedup") as engine:
+        for article_id in acknowledged:
+            assert engine.get(article_id).article.id == article_id
+        assert engine.counts()["lsh_entries"] == engine.counts()["articles"]
+
+
+# -- stories with the real model ---------------------------------------------------------
+
+
+def _seeds() -> list[Article]:
+    return [
+        Article(id=path.stem, text=path.read_text(encoding="utf-8"))
+        for path in sorted(SEEDS.glob("*.txt"))
+    ]
+
+
+@pytest.mark.model
+@needs_seeds
+@pytest.mark.parametrize("order_seed", [0, 1, 2])
+def test_seeds_form_five_stories_in_any_order(story_engine: Engine, order_seed: int) -> None:
+    seeds = _seeds()
+    random.Random(order_seed).shuffle(seeds)
+    verdicts = [story_engine.ingest(seed) for seed in seeds]
+    assert [verdict.status for verdict in verdicts] == ["new_story"] * 5
+    assert len({verdict.cluster.id for verdict in verdicts}) == 5
+
+
+def _edits(text: str) -> dict[str, str]:
+    lines = [line for line in text.splitlines() if line.strip()]
+    longest = max(range(len(lines)), key=lambda i: len(lines[i]))
+    folded = text.replace("أ", "ا").replace("ى", "ي").replace("ة", "ه").replace("إ", "ا")
+    tashkeel = text.replace("ال", "اَل").replace("في ", "فِي ")
+    return {
+        "boilerplate_added": "Skip to content\n\n"
+        + text
+        + "\n\nاقرأ أيضاً:\nعنوان خبر آخر لا علاقة له\n\nالوسوم\nسياسة اقتصاد",
+        "boilerplate_removed": "\n".join(
+            line for line in lines if "مقالات" not in line and "Skip" not in line
+        ),
+        "orthographic": folded,
+        "tashkeel": tashkeel,
+        "paragraph_dropped": "\n".join(lines[:longest] + lines[longest + 1 :]),
+        "truncated_80": text[: int(len(text) * 0.8)],
+    }
+
+
+@pytest.mark.model
+@needs_seeds
+def test_seed_copies_are_near_duplicates_of_their_original(story_engine: Engine) -> None:
+    seeds = _seeds()
+    story_engine.ingest_many(seeds)
+    for seed in seeds:
+        for kind, edited in _edits(seed.text).items():
+            verdict = story_engine.ingest(Article(id=f"{seed.id}-{kind}", text=edited))
+            assert verdict.status in ("near_duplicate", "exact_duplicate"), (seed.id, kind)
+            assert verdict.duplicate_of == seed.id, (seed.id, kind)
+
+
+@pytest.mark.model
+def test_same_story_joins_and_other_story_opens(story_engine: Engine) -> None:
+    start = datetime(2025, 5, 1, tzinfo=UTC)
+    first = story_engine.ingest(_article("flood-1", FLOOD, published_at=start))
+    rewrite = (
+        "Thousands of people fled their homes in the northern province after rivers overflowed "
+        "following heavy rain on Tuesday. Rescue teams pulled fourteen people from rooftops, "
+        "and the governor declared a state of emergency, calling in the army to set up shelters."
+    )
+    second = story_engine.ingest(
+        Article(id="flood-2", text=rewrite, published_at=start + timedelta(hours=3))
+    )
+    assert second.status == "same_story"
+    assert second.cluster.id == first.cluster.id
+    assert second.cluster.size == 2
+    other = story_engine.ingest(_article("economy", ECONOMY, published_at=start))
+    assert other.status == "new_story"
+    similarity = story_engine.similarity(_article("p", FLOOD), Article(id="q", text=rewrite))
+    assert similarity.same_story and not similarity.near_duplicate
+    story = story_engine.story(first.cluster.id)
+    assert {member.id for member in story.members} == {"flood-1", "flood-2"}
