@@ -144,10 +144,10 @@ def test_exact_and_near_duplicates_point_at_the_original(dedup_engine: Engine) -
     assert original.status == "new_story"
     exact = dedup_engine.ingest(_article("exact", FLOOD))
     assert (exact.status, exact.duplicate_of) == ("exact_duplicate", "orig")
-    truncated = dedup_engine.ingest(_article("trunc", FLOOD[:3] + [FLOOD[3][:40]]))
+    truncated = dedup_engine.ingest(_article("trunc", [*FLOOD[:3], FLOOD[3][:40]]))
     assert (truncated.status, truncated.duplicate_of) == ("near_duplicate", "orig")
     # A copy of the copy still names the group's original, not its closest copy.
-    copy_of_copy = dedup_engine.ingest(_article("copy2", FLOOD[:3] + [FLOOD[3][:30]]))
+    copy_of_copy = dedup_engine.ingest(_article("copy2", [*FLOOD[:3], FLOOD[3][:30]]))
     assert copy_of_copy.duplicate_of == "orig"
     assert copy_of_copy.cluster.id == original.cluster.id
     other = dedup_engine.ingest(_article("other", ECONOMY))
