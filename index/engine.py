@@ -455,17 +455,17 @@ class Engine:
         for row in rows.values():
             copy, similarity, contained = self._is_copy(prepared.shingles, row.shingles)
             if copy:
-                original = row.original_row if row.original_row is not None else row.row
-                key = (similarity, contained, -original)
+                group = row.original_row if row.original_row is not None else row.row
+                key = (similarity, contained, -group)
                 if best is None or key > best:
                     best = key
         if best is None:
             return None
         original_row = -best[2]
-        original = rows.get(original_row) or self._store.article(original_row)
-        if original is None:
+        found = rows.get(original_row) or self._store.article(original_row)
+        if found is None:
             return None
-        return original, jaccard(prepared.shingles, original.shingles)
+        return found, jaccard(prepared.shingles, found.shingles)
 
     def _embed(self, texts: Sequence[str]) -> Vector:
         assert self._embedder is not None

@@ -43,7 +43,10 @@ class DocumentFrequencies:
     def idf(self, terms: TermHashes) -> npt.NDArray[np.float32]:
         """Smoothed inverse document frequency, ``log((N + 1) / (df + 1)) + 1``."""
         df = self._counts[terms & self._mask].astype(np.float32)
-        return (np.log((self.documents + 1.0) / (df + 1.0)) + 1.0).astype(np.float32)
+        weights: npt.NDArray[np.float32] = (
+            np.log((self.documents + 1.0) / (df + 1.0)) + 1.0
+        ).astype(np.float32)
+        return weights
 
     def memory_bytes(self) -> int:
         """Bytes held by the count array."""
