@@ -1,0 +1,882 @@
+"""Cleaning and normalization: scraped text in, boilerplate-free lines and a matching form out.
+
+Cleaning (:func:`clean`) works line by line on the original text and keeps the original
+characters of every kept line. Its rules are data: the tuples below name each kind of
+boilerplate the real data shows (navigation, tag lists, read-also and related lists,
+comment forms, disclaimers, author boxes, source lines, bylines, dates, contact lines)
+and :func:`clean` applies them in three steps:
+
+1. every line is classified on its *match form* (NFKC, case folded, Arabic letters
+   folded, punctuation kept), so one pattern covers أ/ا, ة/ه, tashkeel and tatweel;
+2. lines that are boilerplate wherever they stand are removed;
+3. *markers* decide about blocks. A tail marker (a tag list, a comment form, an author
+   box, the wire's end mark) in the tail of the article cuts everything from it on;
+   elsewhere only the marker line goes. A list marker ("اقرأ أيضاً", "مقالات ذات صلة",
+   "Read more", "Related articles", ...) goes with the headlines that follow it when it
+   stands alone on its line, and with its own headline when one follows it on the line.
+   It cuts everything from it on only in the tail, and only when no prose follows its
+   headlines or when a date line is among them (a teaser of another article, as in the
+   seeds). Bulleted headline lines in the tail go too.
+
+"In the tail" means that at least :data:`TAIL_FRACTION` of the article's prose comes
+before the line. Prose is counted in characters of kept lines that are not headline-like
+(at most :data:`HEADLINE_MAX_CHARS` characters without sentence-final punctuation), so
+that a long list of other stories' headlines after a short article does not move the
+article's end towards its start. BBC Arabic and CNN Arabic put read-also and related
+lists in the middle of their articles, followed by more of the article (a few hundred
+such articles in ANT), which is why a list marker alone never cuts prose that follows.
+
+Normalization (:func:`normalize`) is for matching only: Unicode NFKC, case folding,
+Arabic and Persian letter folding, tashkeel, tatweel and format characters removed,
+every decimal digit made ASCII, punctuation and symbols made spaces, whitespace
+collapsed. It is idempotent, which the tests check with hypothesis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import sys
+import unicodedata
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+logger = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------------
+# Normalization tables
+# ---------------------------------------------------------------------------------------
+
+# Letter variants that news sites write interchangeably (hamza seats, alef maqsura,
+# teh marbuta, Persian/Urdu forms pasted into Arabic text).
+ARABIC_LETTER_FOLDS: tuple[tuple[str, str], ...] = (
+    ("أإآٱٲٳ", "ا"),
+    ("ىیېۍێےۓئ", "ي"),
+    ("ةۀەہۂھۃ", "ه"),
+    ("ؤ", "و"),
+    ("کڪ", "ك"),
+)
+
+# Code point ranges (inclusive) removed outright: Arabic signs and harakat, superscript
+# alef, Quranic annotation marks, tatweel, high hamza, extended Arabic marks and
+# variation selectors. Every format character (category Cf: ZWNJ, ZWJ, BOM, LRM, RLM,
+# soft hyphen, bidi controls) is removed as well.
+DELETED_RANGES: tuple[tuple[int, int], ...] = (
+    (0x0610, 0x061A),
+    (0x064B, 0x065F),
+    (0x0640, 0x0640),
+    (0x0670, 0x0670),
+    (0x0674, 0x0674),
+    (0x06D6, 0x06ED),
+    (0x08CA, 0x08FF),
+    (0xFE00, 0xFE0F),
+    (0xE0100, 0xE01EF),
+)
+
+_SPACE = 0x20
+_DELETED = 0xFFFFFFFF
+# Planes 4 to 13 hold no assigned characters; skipping them halves the table build.
+_EMPTY_PLANES = (0x40000, 0xE0000)
+# Below this length str.translate beats the fixed cost of the numpy path (measured).
+_NUMPY_MIN_CHARS = 256
+# UTF-32 in the machine's byte order, so that its code units are numpy's native uint32.
+_UTF32 = "utf-32-le" if sys.byteorder == "little" else "utf-32-be"
+# NFKC, case folding and deletion can each expose work for the others (a deleted
+# joiner lets two characters compose), so passes repeat until nothing changes: one or two
+# in practice; the bound only guards against a cycle no test has found.
+_MAX_PASSES = 8
+
+
+@dataclass(frozen=True)
+class _Translation:
+    """One character mapping, both as a str.translate table and as a numpy lookup table.
+
+    str.translate costs ~40 ns a character on Arabic text (a dict lookup each); the lookup
+    table over UTF-32 code units is ~6 times faster on SaudiNewsNet articles but has a
+    fixed cost of some microseconds, so short texts take the table.
+    """
+
+    table: dict[int, str | None]
+    lut: npt.NDArray[np.uint32]
+
+    def __call__(self, text: str) -> str:
+        """Map every character, then collapse whitespace to single spaces and strip."""
+        if len(text) < _NUMPY_MIN_CHARS:
+            return " ".join(text.translate(self.table).split())
+        units = np.frombuffer(text.encode(_UTF32, "surrogatepass"), dtype=np.uint32)
+        codes: npt.NDArray[np.uint32] = self.lut[units]
+        codes = codes[codes != _DELETED]
+        space = codes == _SPACE
+        drop = space.copy()
+        drop[1:] &= space[:-1]
+        codes = codes[~drop]
+        if codes.size and codes[-1] == _SPACE:
+            codes = codes[:-1]
+        return bytes(codes.tobytes()).decode(_UTF32)
+
+
+def _build_translations() -> tuple[_Translation, _Translation]:
+    """The normalize mapping and the match mapping (the same, with punctuation kept).
+
+    Each code point becomes itself, another code point, a space or nothing; whitespace
+    and control characters become spaces.
+    """
+    folds = {
+        ord(source): ord(target) for sources, target in ARABIC_LETTER_FOLDS for source in sources
+    }
+    deleted = {code for low, high in DELETED_RANGES for code in range(low, high + 1)}
+    normalize_table: dict[int, str | None] = {}
+    match_table: dict[int, str | None] = {}
+    normalize_lut = np.arange(sys.maxunicode + 1, dtype=np.uint32)
+    for code in (*range(_EMPTY_PLANES[0]), *range(_EMPTY_PLANES[1], sys.maxunicode + 1)):
+        char = chr(code)
+        category = unicodedata.category(char)
+        if category == "Cn":
+            continue
+        if code in folds:
+            target = folds[code]
+        elif code in deleted or category == "Cf":
+            target = _DELETED
+        elif category == "Nd":
+            target = ord("0") + unicodedata.decimal(char)
+        elif category[0] == "Z" or category in ("Cc", "Cs"):
+            target = _SPACE
+        elif category[0] in "PS":
+            normalize_table[code] = " "
+            normalize_lut[code] = _SPACE
+            continue
+        else:
+            continue
+        if target != code:
+            normalize_table[code] = match_table[code] = None if target == _DELETED else chr(target)
+            normalize_lut[code] = target
+    match_lut = np.arange(sys.maxunicode + 1, dtype=np.uint32)
+    for code, replacement in match_table.items():
+        match_lut[code] = _DELETED if replacement is None else ord(replacement)
+    return _Translation(normalize_table, normalize_lut), _Translation(match_table, match_lut)
+
+
+_NORMALIZE, _MATCH = _build_translations()
+
+
+def _normalize_pass(text: str) -> str:
+    # NFKC would turn the no-break space into a space too; replacing it first spares the
+    # full NFKC of a third of SaudiNewsNet articles, whose only unnormalized character it is.
+    text = text.replace("\xa0", " ")
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    text = text.casefold()
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    return _NORMALIZE(text)
+
+
+def _is_fixed_point(text: str) -> bool:
+    """Whether :func:`_normalize_pass` leaves a pass's output as it is.
+
+    A pass output holds no key of the table (its values are never keys), so only NFKC and
+    case folding could change it. Case folding alone may: "ΐ" folds to three code points
+    that NFKC composes back, so the fold is checked through NFKC.
+    """
+    if text.isascii():
+        return True
+    if not unicodedata.is_normalized("NFKC", text):
+        return False
+    folded = text.casefold()
+    return folded == text or unicodedata.normalize("NFKC", folded) == text
+
+
+def normalize(text: str) -> str:
+    """The matching form of a text (the original is kept elsewhere).
+
+    Unicode NFKC and case folding; Arabic folding (tashkeel, Quranic marks and tatweel
+    removed; أ إ آ ٱ → ا, ى ئ → ي, ة → ه, ؤ → و; Persian and Urdu ک → ك, ی ې → ي,
+    ە ۀ → ه); every decimal digit (Arabic-Indic and Persian included) to ASCII;
+    format characters (ZWNJ, ZWJ, BOM, LRM, RLM, ...) removed; punctuation and symbols
+    to spaces; whitespace collapsed to single spaces and stripped.
+
+    Idempotent: ``normalize(normalize(x)) == normalize(x)`` for every string.
+
+    Args:
+        text: any text.
+
+    Returns:
+        The normalized text; words are separated by single ASCII spaces.
+    """
+    result = _normalize_pass(text)
+    for _ in range(_MAX_PASSES):
+        if _is_fixed_point(result):
+            break
+        result = _normalize_pass(result)
+    return result
+
+
+def words(normalized: str) -> list[str]:
+    """The tokens of a text produced by :func:`normalize`.
+
+    Args:
+        normalized: output of :func:`normalize` (its only separators are single spaces).
+
+    Returns:
+        The words in order.
+    """
+    return normalized.split()
+
+
+def _match_form(line: str) -> str:
+    """NFKC, case folded, Arabic folded, punctuation kept: what the cleaning rules read."""
+    if not unicodedata.is_normalized("NFKC", line):
+        line = unicodedata.normalize("NFKC", line)
+    return _MATCH(line.casefold())
+
+
+# ---------------------------------------------------------------------------------------
+# Scripts written without spaces between words
+# ---------------------------------------------------------------------------------------
+
+# Thai, Lao, Tibetan, Myanmar, Khmer, Tai scripts, Balinese, Javanese, kana, Bopomofo,
+# CJK ideographs, Yi. Hangul is absent: Korean separates words with spaces.
+SPACELESS_RANGES: tuple[tuple[int, int], ...] = (
+    (0x0E00, 0x0EFF),
+    (0x0F00, 0x0FFF),
+    (0x1000, 0x109F),
+    (0x1780, 0x17FF),
+    (0x1950, 0x19FF),
+    (0x1A20, 0x1AAF),
+    (0x1B00, 0x1B7F),
+    (0x3040, 0x312F),
+    (0x31F0, 0x31FF),
+    (0x3400, 0x4DBF),
+    (0x4E00, 0x9FFF),
+    (0xA000, 0xA4CF),
+    (0xA980, 0xA9FF),
+    (0xAA60, 0xAA7F),
+    (0xF900, 0xFAFF),
+    (0xFF66, 0xFF9F),
+    (0x20000, 0x3134F),
+)
+_SPACELESS_SAMPLE_CHARS = 2000
+_SPACELESS_LETTER_RE = re.compile(
+    "(?=[^\\W\\d_])["
+    + "".join(f"{re.escape(chr(low))}-{re.escape(chr(high))}" for low, high in SPACELESS_RANGES)
+    + "]"
+)
+_LETTER_RE = re.compile(r"[^\W\d_]")
+
+
+def is_spaceless(text: str) -> bool:
+    """Whether a text is mostly written in a script without spaces between words.
+
+    Such texts (Chinese, Japanese, Thai, Khmer, ...) are shingled by characters, since
+    splitting them on spaces yields whole sentences.
+
+    Args:
+        text: raw or normalized text; its first 2,000 characters are sampled.
+
+    Returns:
+        True when more than half of the sampled letters are in such scripts.
+    """
+    sample = text[:_SPACELESS_SAMPLE_CHARS]
+    letters = len(_LETTER_RE.findall(sample))
+    if not letters:
+        return False
+    return 2 * len(_SPACELESS_LETTER_RE.findall(sample)) > letters
+
+
+# ---------------------------------------------------------------------------------------
+# HTML
+# ---------------------------------------------------------------------------------------
+
+_HTML_SNIFF_CHARS = 4096
+_HTML_DOCUMENT_RE = re.compile(r"<!doctype\s+html|<html[\s>]", re.IGNORECASE)
+_HTML_TAG_RE = re.compile(
+    r"</?(?:html|head|body|div|p|article|section|main|header|footer|nav|span|br|a|h[1-6]"
+    r"|table|tr|td|ul|ol|li|script|style|meta|title|img|figure|blockquote)\b[^<>]*>",
+    re.IGNORECASE,
+)
+
+
+def looks_like_html(text: str) -> bool:
+    """Whether a text is an HTML page or fragment rather than plain text.
+
+    Args:
+        text: the article text as received.
+
+    Returns:
+        True for a document (doctype or ``<html>``) or for text carrying at least three
+        common tags, one of them a closing tag.
+    """
+    sample = text[:_HTML_SNIFF_CHARS]
+    if "<" not in sample:
+        return False
+    if _HTML_DOCUMENT_RE.search(sample):
+        return True
+    tags = _HTML_TAG_RE.findall(sample)
+    return len(tags) >= 3 and any(tag.startswith("</") for tag in tags)
+
+
+class _PlainTextParser(HTMLParser):
+    """The visible text of a page, one block element a line (the extractor's fallback)."""
+
+    _SKIPPED = frozenset(
+        {"script", "style", "noscript", "template", "svg", "nav", "footer", "aside", "form"}
+    )
+    _BLOCKS = frozenset(
+        {
+            "p", "div", "br", "li", "ul", "ol", "tr", "table", "section", "article", "main",
+            "header", "blockquote", "figure", "figcaption", "h1", "h2", "h3", "h4", "h5", "h6",
+            "title", "pre", "hr", "dd", "dt",
+        }
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.title: str | None = None
+        self._skipping = 0
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIPPED:
+            self._skipping += 1
+        elif tag == "title":
+            self._in_title = True
+        if tag in self._BLOCKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIPPED and self._skipping:
+            self._skipping -= 1
+        elif tag == "title":
+            self._in_title = False
+        if tag in self._BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title = ((self.title or "") + data).strip() or None
+        elif not self._skipping:
+            self.parts.append(data)
+
+    def text(self) -> str:
+        lines = (" ".join(line.split()) for line in "".join(self.parts).splitlines())
+        return "\n".join(line for line in lines if line)
+
+
+def extract_html(html: str) -> tuple[str, str | None]:
+    """The main text and the title of an HTML page.
+
+    trafilatura extracts the main text (comments excluded, tables included). When it
+    finds nothing, which it does for short pages, the visible text of the page is used
+    instead (scripts, styles, navigation, footers, asides and forms left out); either
+    way :func:`clean` still removes boilerplate lines afterwards.
+
+    Args:
+        html: an HTML document or fragment.
+
+    Returns:
+        ``(text, title)``: the text has one paragraph a line; the title is ``None`` when
+        the page has none.
+    """
+    # Imported here: trafilatura takes ~0.3 s to import and plain-text callers never need it.
+    import trafilatura
+    from trafilatura.settings import Document
+
+    document = trafilatura.bare_extraction(
+        html, with_metadata=True, include_comments=False, include_tables=True, favor_recall=True
+    )
+    text = ""
+    title: str | None = None
+    if isinstance(document, Document):
+        text = (document.text or "").strip()
+        title = (document.title or "").strip() or None
+    if text and title:
+        return text, title
+    parser = _PlainTextParser()
+    parser.feed(html)
+    parser.close()
+    if not text:
+        logger.debug("trafilatura found no main text; using the page's visible text")
+        text = parser.text()
+    return text, title or parser.title
+
+
+# ---------------------------------------------------------------------------------------
+# Cleaning rules (patterns are written in natural spelling and folded at import, so that
+# "إقرأ أيضاً" also matches "اقرا ايضا"; they are matched against the match form of a line)
+# ---------------------------------------------------------------------------------------
+
+# Share of the article's prose that must come before a marker for it to stand in the tail.
+TAIL_FRACTION = 0.3
+# Lines up to this long without sentence-final punctuation read as headlines.
+HEADLINE_MAX_CHARS = 150
+# Headlines dropped after a bare list marker in the middle of an article.
+LIST_MAX_TITLES = 8
+# Lines up to this long are candidates for per-source boilerplate learning.
+LEARNABLE_MAX_CHARS = 120
+# Navigation, bylines and dates are looked for only in lines up to this long.
+SHORT_LINE_CHARS = 200
+# Markers stand at the start of a line: this much of a long line is read for them.
+MARKER_PREFIX_CHARS = 100
+
+_START = r"^[\W_]*"
+_END = r"[\W_]*$"
+
+# Whole lines (compared after normalize) that are site navigation or widgets.
+NAVIGATION_LINES: tuple[str, ...] = (
+    # English
+    "skip to content", "skip to main content", "skip to navigation", "jump to content",
+    "scroll to top", "back to top", "go to top", "top", "menu", "main menu", "open menu",
+    "close menu", "toggle navigation", "navigation", "search", "home", "homepage", "share",
+    "share this", "share this article", "share this story", "share this post", "tweet",
+    "email", "print", "print this page", "print this article", "copy link", "link copied",
+    "next", "previous", "next previous", "previous next", "next article",
+    "previous article", "next post", "previous post", "read more", "continue reading",
+    "see more", "show more", "load more", "view comments", "comments", "advertisement",
+    "sponsored", "loading", "subscribe", "sign in", "log in", "login", "register",
+    "sign up", "close", "article continues below", "story continues below",
+    "continue reading below", "article content", "listen to this article", "font size",
+    "jetzt teilen",
+    # Arabic
+    "انتقل إلى المحتوى", "تخطى إلى المحتوى", "تخط إلى المحتوى", "الانتقال إلى المحتوى",
+    "العودة إلى الأعلى", "العودة للأعلى", "إلى الأعلى", "للأعلى", "القائمة",
+    "القائمة الرئيسية", "الرئيسية", "الصفحة الرئيسية", "بحث", "ابحث", "شارك", "شاركها",
+    "مشاركة", "شارك الخبر", "شارك المقال", "شارك هذا المقال", "شارك هذا الخبر", "طباعة",
+    "اطبع", "طباعة الخبر", "أرسل لصديق", "التالي", "السابق", "الخبر التالي",
+    "الخبر السابق", "المقال التالي", "المقال السابق", "المزيد", "اقرأ المزيد",
+    "عرض المزيد", "تحميل المزيد", "إعلان", "مساحة إعلانية", "تعليقات", "التعليقات",
+    "إغلاق", "تسجيل الدخول", "اشترك", "اشترك الآن", "حجم الخط", "استمع", "استمع للمقال",
+    "نسخ الرابط", "تم نسخ الرابط", "رابط مختصر", "الرابط المختصر",
+)  # fmt: skip
+
+# A line made only of these words (at least two) is a row of share buttons.
+SHARE_WORDS: tuple[str, ...] = (
+    "share", "tweet", "email", "print", "facebook", "twitter", "x", "whatsapp", "telegram",
+    "linkedin", "pinterest", "reddit", "messenger", "copy", "link", "شارك", "مشاركة",
+    "طباعة", "فيسبوك", "فيس", "بوك", "تويتر", "واتساب", "واتس", "اب", "تيليجرام", "تلغرام",
+    "لينكدإن", "بريد", "إلكتروني", "نسخ", "الرابط",
+)  # fmt: skip
+
+# Tail markers: in the tail they cut the rest of the text, elsewhere only their own line.
+TAIL_MARKERS: tuple[tuple[str, str], ...] = (
+    (
+        "tags",
+        _START + r"(?:كلمات دلالية|الكلمات الدلالية|كلمات مفتاحية|الكلمات المفتاحية|الوسوم"
+        r"|وسوم|tags|tagged|tagged with|topics|keywords)\s*(?:[:：]|$)",
+    ),
+    (
+        "comments",
+        _START + r"(?:اترك تعليقا|اترك تعليق|اترك ردا|اترك رد|أضف تعليقا|أضف تعليق"
+        r"|أضف تعليقك|أكتب تعليقك|اكتب تعليقك|تعليقات القراء|leave a reply|leave a comment"
+        r"|post a comment|add a comment|join the discussion|join the conversation"
+        r"|\d+ comments?|\d+ تعليقات?)" + _END,
+    ),
+    ("author-box", _START + r"about (?:the )?(?:post )?author\b"),
+    ("wire-end", _START + r"/*\s*انتهى\s*/*" + _END),
+)
+
+# List markers introduce other stories' headlines: read-also lines and "related" headers.
+# The match is the marker; what follows it on the line, if anything, is one headline.
+LIST_MARKERS: tuple[tuple[str, str], ...] = (
+    ("read-also", _START + r"(?:اقرأ|طالع|شاهد|تابع|انظر) (?:أيضا|كذلك)"),
+    ("read-also", _START + r"(?:اقرأ|طالع) المزيد"),
+    ("read-also", _START + r"(?:اقرأ|طالع|شاهد)\s*(?:[:|]|\.\.)"),
+    (
+        "read-also",
+        _START + r"(?:للمزيد|لمزيد من التفاصيل|قد يهمك|قد يعجبك|يهمك أيضا|ذو صلة)\s*[:|.\-–—]",
+    ),
+    (
+        "read-also",
+        _START + r"(?:read also|also read|read more|read next|see also|related|more|watch"
+        r"|related story|related article)\s*[:|\-–—]",
+    ),
+    ("read-also", _START + r"(?:read also|also read|see also)" + _END),
+    (
+        "related",
+        _START + r"(?:مقالات|أخبار|الأخبار|مواضيع|موضوعات|قصص|تقارير|روابط)\s+(?:مشابهة"
+        r"|ذات صلة|ذات الصلة|متعلقة|مقترحة|ذات علاقة|قد تهمك|قد تعجبك|أخرى)" + _END,
+    ),
+    (
+        "related",
+        _START + r"(?:ذات صلة|اخترنا لك|اخترنا لكم|قد يعجبك أيضا|الأكثر قراءة|الأكثر مشاهدة"
+        r"|الأكثر تداولا|related|related articles|related posts|related stories"
+        r"|related news|related content|related coverage|related topics|similar articles"
+        r"|similar posts|recommended|recommended for you|recommended articles"
+        r"|more stories|more articles|more news|most read|most popular|most viewed"
+        r"|you may also like|you might also like|you may be interested in"
+        r"|trending now)" + _END,
+    ),
+)
+
+# Boilerplate lines removed wherever they stand: (name, longest line it applies to, pattern).
+LINE_RULES: tuple[tuple[str, int, str], ...] = (
+    ("navigation", 100, _START + r"(?:share|شارك|شاركها)\s+(?:on|via|with|على|عبر)\b"),
+    ("navigation", 160, r"(?:click|tap) here\b|اضغط هنا|إضغط هنا|انقر هنا|اضغط على الرابط"),
+    ("navigation", 150, _START + r"(?:follow us|تابعونا|تابعنا|تابعوا)\b"),
+    ("promo", 200, r"إشعارات بأهم الموضوعات|تحميل أحدث نسخة من تطبيق"),
+    ("promo", 200, r"download (?:our|the) app"),
+    ("promo", 200, r"(?:sign up|subscribe) (?:to|for) (?:our|the)\b.{0,30}newsletter"),
+    ("promo", 200, r"اشترك (?:في|ب) (?:النشرة|نشرتنا)"),
+    ("comment-form", 300, r"لن يتم نشر (?:عنوان )?بريدك الإلكتروني"),
+    ("comment-form", 300, r"الحقول (?:الإلزامية|المطلوبة) (?:مشار إليها|مميزة)"),
+    ("comment-form", 300, r"your email address will not be published|required fields are marked"),
+    ("comment-form", 300, r"save my name,? email|احفظ اسمي"),
+    (
+        "comment-form",
+        40,
+        _START + r"(?:cancel reply|post comment|submit comment|إرسال التعليق|إلغاء الرد"
+        r"|الاسم|البريد الإلكتروني|الموقع الإلكتروني|التعليق|name|email|website|comment)"
+        r"\s*\*" + _END,
+    ),
+    ("disclaimer", 600, r"(?:ي|ت)(?:عبر|عكس|مثل)\w* بالضرورة (?:عن )?(?:وجهة نظر|رأي|آراء|موقف)"),
+    ("disclaimer", 600, r"الآراء الواردة (?:في|أدناه|أعلاه|هنا)|المصدر هو المسؤول عن المحتوى"),
+    ("disclaimer", 600, r"تمثل (?:رأي|آراء) (?:كتابها|كاتبها|أصحابها)"),
+    ("disclaimer", 600, r"(?:do|does) not necessarily (?:reflect|represent)"),
+    ("disclaimer", 600, r"views expressed (?:here|in)"),
+    ("copyright", 200, r"جميع الحقوق محفوظة|حقوق النشر محفوظة|all rights reserved"),
+    ("copyright", 200, _START + r"(?:©|copyright\b)"),
+    ("author-box", 120, r"see (?:the )?author[’']?s? posts"),
+    ("author-box", 120, _START + r"(?:view|more) (?:all )?posts by\b"),
+    ("author-box", 80, _START + r"(?:عن الكاتب|كل مقالات الكاتب|جميع مقالات الكاتب|مقالات الكاتب)"),
+    ("source", 80, _START + r"(?:المصدر|المصادر|مصدر الخبر|source|sources)\s*[:：]"),
+    ("source", 80, _START + r"(?:kaynak|fuente|quelle)\s*[:：]"),
+    ("source", 80, _START + r"نقلا عن\b"),
+    ("source", 60, _START + r"(?:خدمة|بالاتفاق مع)\s*[«\"]"),
+    ("source", 200, _START + r"رابط الخبر\b"),
+    ("source", 200, _START + r"\(?(?:reporting|writing|editing|additional reporting) by\b"),
+    ("contact", 150, _START + r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+" + _END),
+    ("contact", 60, _START + r"(?:تويتر|twitter|x)?\s*:?\s*@\w+" + _END),
+    ("contact", 200, r"لمراسلة الكاتب|للتواصل مع الكاتب|تبدأ بالرمز"),
+    ("contact", 200, _START + r"للتواصل\b.{0,40}(?:sms|رسالة)"),
+    ("contact", 120, r"\d{5,6}\W*(?:mobily|zain|stc|موبايلي|زين)"),
+    ("contact", 120, r"(?:موبايلي|زين|الاتصالات)\W*\d{5,6}"),
+    ("contact", 40, _START + r"ثم (?:مسافة ثم )?(?:نص )?الرسالة" + _END),
+    ("wire", 40, _START + r"/+\s*يتبع\s*/*" + _END),
+)  # fmt: skip
+
+# Agency and desk words that make a short dash-separated line a byline
+# ("المسلة – متابعة – وكالات", "فرانس24/ أ ف ب").
+BYLINE_WORDS: tuple[str, ...] = (
+    "متابعات", "متابعة", "وكالات", "وكالات الأنباء", "واس", "أ ف ب", "رويترز", "الأناضول",
+    "د ب أ", "أ ش أ", "خاص", "agencies", "reuters", "afp", "ap", "dpa", "staff",
+)  # fmt: skip
+BYLINE_MAX_CHARS = 60
+_BYLINE_SPLIT_RE = re.compile(r"\s*[–—\-ـ/|]+\s*")
+
+MONTH_WORDS: tuple[str, ...] = (
+    "يناير", "فبراير", "مارس", "أبريل", "إبريل", "مايو", "يونيو", "يونيه", "يوليو", "يوليه",
+    "أغسطس", "سبتمبر", "أكتوبر", "نوفمبر", "ديسمبر", "جانفي", "فيفري", "أفريل", "ماي",
+    "جوان", "جويلية", "أوت", "كانون", "شباط", "آذار", "نيسان", "أيار", "حزيران", "تموز",
+    "آب", "أيلول", "تشرين", "محرم", "صفر", "ربيع", "جمادى", "رجب", "شعبان", "رمضان", "شوال",
+    "القعدة", "الحجة", "january", "february", "march", "april", "may", "june", "july",
+    "august", "september", "october", "november", "december", "jan", "feb", "mar", "apr",
+    "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
+)  # fmt: skip
+DATE_WORDS: tuple[str, ...] = (
+    "الأحد", "الاثنين", "الإثنين", "الثلاثاء", "الأربعاء", "الخميس", "الجمعة", "السبت",
+    "الأول", "الثاني", "الآخر", "الآخرة", "الأولى", "ذو", "هـ", "م", "ت", "ص", "الموافق",
+    "آخر", "تحديث", "نشر", "نشرت", "بتاريخ", "تاريخ", "النشر", "monday", "tuesday",
+    "wednesday", "thursday", "friday", "saturday", "sunday", "mon", "tue", "wed", "thu",
+    "fri", "sat", "sun", "updated", "published", "posted", "last", "on", "at", "am", "pm",
+    "gmt", "utc", "edt", "est", "bst", "cet", "cest",
+)  # fmt: skip
+# "الموافق" joins a Hijri and a Gregorian date in wire datelines, which also name a city
+# and the agency ("الرياض 26 شوال 1436 هـ الموافق 11 أغسطس 2015 م واس").
+_DATE_JOINER = "الموافق"
+DATE_LINE_MAX_TOKENS = 16
+DATELINE_MAX_OTHER_WORDS = 3
+_DATE_SHAPE_RE = re.compile(
+    r"\b\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b|\b\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}\b|\b\d{1,2}:\d{2}\b"
+)
+_DATE_TOKEN_RE = re.compile(r"\d+|[^\W\d_]+")
+
+_BULLET_RE = re.compile(r"^[•●▪◦▸►■◆·]")
+_SENTENCE_END_RE = re.compile(r"[.!?؟…:؛][\"'”’»)\]]*$")
+_WORD_RE = re.compile(r"\w")
+_ALPHANUMERIC_RE = re.compile(r"[^\W_]")
+
+
+def _fold_pattern(pattern: str) -> re.Pattern[str]:
+    # The match table maps no printable ASCII character, so regex syntax survives folding.
+    return re.compile(pattern.translate(_MATCH.table), re.IGNORECASE)
+
+
+def _matcher(pattern: re.Pattern[str], *, anchored: bool) -> Callable[[str], re.Match[str] | None]:
+    return pattern.match if anchored else pattern.search
+
+
+_NAVIGATION_SET = frozenset(normalize(line) for line in NAVIGATION_LINES)
+_SHARE_SET = frozenset(normalize(word) for word in SHARE_WORDS)
+_TAIL_RULES = tuple((name, _fold_pattern(pattern)) for name, pattern in TAIL_MARKERS)
+_LIST_RULES = tuple((name, _fold_pattern(pattern)) for name, pattern in LIST_MARKERS)
+_LINE_RULES = tuple(
+    (name, max_chars, _matcher(_fold_pattern(pattern), anchored=pattern.startswith("^")))
+    for name, max_chars, pattern in LINE_RULES
+)
+_LONGEST_RULE_CHARS = max(max_chars for _name, max_chars, _pattern in LINE_RULES)
+_BYLINE_SET = frozenset(normalize(word) for word in BYLINE_WORDS)
+_MONTH_SET = frozenset(normalize(word) for word in MONTH_WORDS)
+_DATE_WORD_SET = frozenset(normalize(word) for word in DATE_WORDS)
+_DATE_JOINER_NORMALIZED = normalize(_DATE_JOINER)
+
+
+@dataclass(frozen=True)
+class CleanText:
+    """A text with its boilerplate removed.
+
+    Attributes:
+        body: the kept lines joined with ``"\\n"``.
+        lines: the kept lines: original characters, surrounding whitespace trimmed.
+        removed: the removed non-empty lines, in order (for debugging and tests).
+    """
+
+    body: str
+    lines: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+class _Line(NamedTuple):
+    text: str
+    reason: str | None
+    tail_marker: bool
+    list_marker: bool
+    bare: bool
+    headline_like: bool
+
+
+def _is_headline_like(line: str) -> bool:
+    return len(line) <= HEADLINE_MAX_CHARS and not _SENTENCE_END_RE.search(line)
+
+
+def _is_byline(line: str) -> bool:
+    if len(line) > BYLINE_MAX_CHARS:
+        return False
+    parts = [part for part in _BYLINE_SPLIT_RE.split(line) if part.strip()]
+    return len(parts) >= 2 and any(normalize(part) in _BYLINE_SET for part in parts)
+
+
+def _is_date_line(normalized: str, folded: str) -> bool:
+    tokens = _DATE_TOKEN_RE.findall(normalized)
+    if not tokens or len(tokens) > DATE_LINE_MAX_TOKENS:
+        return False
+    if not any(token.isdigit() for token in tokens):
+        return False
+    has_month = any(token in _MONTH_SET for token in tokens)
+    if not has_month and not _DATE_SHAPE_RE.search(folded):
+        return False
+    others = sum(
+        1
+        for token in tokens
+        if not token.isdigit() and token not in _MONTH_SET and token not in _DATE_WORD_SET
+    )
+    if others == 0:
+        return True
+    return _DATE_JOINER_NORMALIZED in tokens and others <= DATELINE_MAX_OTHER_WORDS
+
+
+def _line_reason(line: str, folded: str, learned: Collection[str]) -> str | None:
+    """Why a line is boilerplate wherever it stands, or None."""
+    if not _ALPHANUMERIC_RE.search(line):
+        return "separator"
+    if learned and len(line) <= LEARNABLE_MAX_CHARS and line_key(line) in learned:
+        return "learned"
+    short = len(line) <= SHORT_LINE_CHARS
+    normalized = normalize(line) if short else ""
+    if short:
+        if not normalized:
+            return "separator"
+        if normalized in _NAVIGATION_SET:
+            return "navigation"
+        tokens = normalized.split()
+        if len(tokens) >= 2 and all(token in _SHARE_SET for token in tokens):
+            return "navigation"
+    for name, max_chars, matches in _LINE_RULES:
+        if len(line) <= max_chars and matches(folded):
+            return name
+    if short and _is_byline(line):
+        return "byline"
+    if short and _is_date_line(normalized, folded):
+        return "date"
+    return None
+
+
+def _classify(line: str, learned: Collection[str]) -> _Line:
+    # Past the longest line rule only the markers, anchored at the start, are looked for.
+    long = len(line) > _LONGEST_RULE_CHARS
+    folded = _match_form(line[:MARKER_PREFIX_CHARS] if long else line)
+    headline_like = _is_headline_like(line)
+    for name, pattern in _TAIL_RULES:
+        if pattern.match(folded):
+            return _Line(line, name, True, False, False, headline_like)
+    for name, pattern in _LIST_RULES:
+        match = pattern.match(folded)
+        if match:
+            bare = not long and not _WORD_RE.search(folded[match.end() :])
+            return _Line(line, name, False, True, bare, headline_like)
+    reason = "separator" if long and not _ALPHANUMERIC_RE.search(line) else None
+    if not long:
+        reason = _line_reason(line, folded, learned)
+    return _Line(line, reason, False, False, False, headline_like)
+
+
+class _Tail:
+    """Whether a line stands in the tail: enough of the article's prose comes before it."""
+
+    def __init__(self, lines: list[_Line]) -> None:
+        content = [0 if line.reason is not None else len(line.text) for line in lines]
+        prose = [
+            0 if line.headline_like else size for line, size in zip(lines, content, strict=True)
+        ]
+        # Short texts of headline-like lines only (lists, poems) fall back to all content.
+        weights = prose if sum(prose) else content
+        self._total = sum(weights)
+        self._before: list[int] = []
+        running = 0
+        for weight in weights:
+            self._before.append(running)
+            running += weight
+
+    def __call__(self, index: int) -> bool:
+        return not self._total or self._before[index] >= TAIL_FRACTION * self._total
+
+
+def clean(text: str, *, learned: Collection[str] = ()) -> CleanText:
+    """Remove boilerplate lines and trailing blocks from an article's text.
+
+    See the module docstring for the rules. HTML is accepted: when
+    :func:`looks_like_html`, the main text is extracted first (:func:`extract_html`).
+
+    Args:
+        text: the article text (plain text with one paragraph a line, or HTML).
+        learned: keys (:func:`line_key`) of lines the article's source is known to repeat
+            across its articles (site names, desk bylines); such lines are removed too.
+
+    Returns:
+        The kept and the removed lines. ``body`` is empty when the text was only
+        boilerplate; rejecting such an article is the caller's decision.
+    """
+    if looks_like_html(text):
+        text, _title = extract_html(text)
+    learned_keys: Collection[str] = (
+        learned if isinstance(learned, (set, frozenset, dict)) else frozenset(learned)
+    )
+    stripped = (line.strip() for line in text.splitlines())
+    lines = [_classify(line, learned_keys) for line in stripped if line]
+    in_tail = _Tail(lines)
+    reasons = [line.reason for line in lines]
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if line.tail_marker and in_tail(index):
+            _cut(reasons, index, "tail")
+            break
+        if line.list_marker and line.bare:
+            end, teaser = _headline_run(lines, index + 1)
+            if in_tail(index) and (teaser or _no_prose_after(lines, end)):
+                _cut(reasons, index, "tail")
+                break
+            for run_index in range(index + 1, end):
+                if reasons[run_index] is None:
+                    reasons[run_index] = line.reason
+            index = end
+            continue
+        if (
+            reasons[index] is None
+            and line.headline_like
+            and _BULLET_RE.match(line.text)
+            and in_tail(index)
+        ):
+            reasons[index] = "bullet"
+        index += 1
+    kept = tuple(line.text for line, reason in zip(lines, reasons, strict=True) if reason is None)
+    removed = tuple(
+        line.text for line, reason in zip(lines, reasons, strict=True) if reason is not None
+    )
+    if removed:
+        logger.debug("cleaning removed %d of %d lines", len(removed), len(lines))
+    return CleanText(body="\n".join(kept), lines=kept, removed=removed)
+
+
+def _cut(reasons: list[str | None], start: int, reason: str) -> None:
+    for index in range(start, len(reasons)):
+        if reasons[index] is None:
+            reasons[index] = reason
+    reasons[start] = reasons[start] or reason
+
+
+def _headline_run(lines: list[_Line], start: int) -> tuple[int, bool]:
+    """Where the headlines after a list marker end, and whether a date line is among them.
+
+    Lines already known as boilerplate are passed over; the run stops at a marker, at the
+    first line of prose, or after :data:`LIST_MAX_TITLES` headlines.
+    """
+    titles = 0
+    teaser = False
+    index = start
+    while index < len(lines):
+        line = lines[index]
+        if line.tail_marker or line.list_marker:
+            break
+        if line.reason is not None:
+            teaser = teaser or line.reason == "date"
+        elif line.headline_like and titles < LIST_MAX_TITLES:
+            titles += 1
+        else:
+            break
+        index += 1
+    return index, teaser
+
+
+def _no_prose_after(lines: list[_Line], start: int) -> bool:
+    return all(line.reason is not None or line.headline_like for line in lines[start:])
+
+
+# ---------------------------------------------------------------------------------------
+# Per-source boilerplate learning
+# ---------------------------------------------------------------------------------------
+
+
+def line_key(line: str) -> str:
+    """A stable key for a line, equal for lines that normalize alike.
+
+    Args:
+        line: one line of text.
+
+    Returns:
+        16 hex digits (BLAKE2b over the normalized line).
+    """
+    return hashlib.blake2b(normalize(line).encode("utf-8"), digest_size=8).hexdigest()
+
+
+def learnable_lines(body_or_text: str) -> list[str]:
+    """The lines of a text that may be its source's boilerplate.
+
+    The caller counts, per source, how many articles contain each line's
+    :func:`line_key`; keys seen in enough articles are passed to :func:`clean` as
+    ``learned``. Only short lines qualify (at most :data:`LEARNABLE_MAX_CHARS`
+    characters), so that a paragraph repeated by copies of one story is never learned.
+
+    Args:
+        body_or_text: raw article text or a cleaned body (HTML is extracted first).
+
+    Returns:
+        The distinct (by normalized form) non-empty short lines, trimmed, in order.
+    """
+    text = extract_html(body_or_text)[0] if looks_like_html(body_or_text) else body_or_text
+    seen: set[str] = set()
+    lines: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or len(line) > LEARNABLE_MAX_CHARS:
+            continue
+        normalized = normalize(line)
+        if normalized and normalized not in seen:
+            seen.add(normalized)
+            lines.append(line)
+    return lines

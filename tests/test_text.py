@@ -1,0 +1,538 @@
+"""Cleaning and normalization (index/text.py).
+
+The seed tests read the five scraped articles beside the repository and skip when they are
+absent; every other test builds its own text.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from index import text as textlib
+from index.text import (
+    CleanText,
+    clean,
+    extract_html,
+    is_spaceless,
+    learnable_lines,
+    line_key,
+    looks_like_html,
+    normalize,
+    words,
+)
+
+SEEDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "seeds"
+
+
+def _seed(prefix: str) -> str:
+    if not SEEDS.is_dir():
+        pytest.skip(f"{SEEDS} is absent: the seed articles live beside the repository")
+    (path,) = SEEDS.glob(f"{prefix}_*.txt")
+    return path.read_text(encoding="utf-8")
+
+
+def _kept(result: CleanText, fragment: str) -> bool:
+    return any(fragment in line for line in result.lines)
+
+
+def _gone(result: CleanText, fragment: str) -> bool:
+    return not _kept(result, fragment)
+
+
+def _assert_consistent(source: str, result: CleanText) -> None:
+    assert result.body == "\n".join(result.lines)
+    non_empty = [line.strip() for line in source.splitlines() if line.strip()]
+    assert sorted(result.lines + result.removed) == sorted(non_empty)
+
+
+# --- seeds ------------------------------------------------------------------------------
+
+
+def test_seed_000_is_kept_whole() -> None:
+    source = _seed("000")
+    result = clean(source)
+    _assert_consistent(source, result)
+    assert result.removed == ()
+    assert result.lines[0].startswith("الكرملين: بوتين بحث مع طهران")
+    for fragment in ("التسوية الدبلوماسية", "البرنامج النووي الإيراني", "وهدد ترامب إيران"):
+        assert _kept(result, fragment)
+    assert result.lines[-1].endswith('المرأة، الحياة، الحرية".')
+
+
+def test_seed_001_loses_source_tags_read_also_and_related_list() -> None:
+    source = _seed("001")
+    result = clean(source)
+    _assert_consistent(source, result)
+    assert result.lines[0].startswith("التقى الرئيس الروسي فلاديمير بوتين")
+    assert _kept(result, "وتتّهم دول غربية إيران بتخصيب")
+    assert result.lines[-1].startswith("ورفض الكرملين التعليق")
+    for fragment in (
+        "المصدر: عربي21",
+        "كلمات دلالية",
+        "إقرأ أيضاً",
+        "مفاوضات نووية جديدة بين إيران ودول الترويكا",
+        "مقالات مشابهة",
+        "ثقب واحد أنقذنا",
+        "•",
+    ):
+        assert _gone(result, fragment), fragment
+
+
+def test_seed_002_loses_the_second_article_and_its_furniture() -> None:
+    source = _seed("002")
+    result = clean(source)
+    _assert_consistent(source, result)
+    assert result.lines[0].startswith("المستقلة/-أجرى الرئيس الروسي")
+    assert result.lines[-1].startswith("وتستخدم روسيا طائرات مسيرة إيرانية بصورة مكثفة")
+    for fragment in (
+        "آخر تحديث",
+        "المصدر: وكالة الصحافة المستقلة",
+        "كلمات دلالية",
+        "لا لقاء بين الإيرانيين والأوروبيين",
+        "2 مايو",
+        "بارو",
+        "المسلة – متابعة – وكالات",
+        "لايعبّر بالضرورة",
+        "About Post Author",
+        "See author's posts",
+        "مقالات مشابهة",
+        "•",
+    ):
+        assert _gone(result, fragment), fragment
+
+
+def test_seed_002_second_article_goes_even_without_the_tag_line() -> None:
+    # The read-also teaser (headline, date line, article) is cut by itself in the tail.
+    source = "\n".join(
+        line
+        for line in _seed("002").splitlines()
+        if not line.startswith(("كلمات دلالية", "المصدر"))
+    )
+    result = clean(source)
+    assert _gone(result, "بارو")
+    assert _gone(result, "لا لقاء بين الإيرانيين")
+    assert result.lines[-1].startswith("وتستخدم روسيا طائرات مسيرة إيرانية")
+
+
+def test_seed_003_keeps_subheadings_and_loses_navigation() -> None:
+    source = _seed("003")
+    result = clean(source)
+    _assert_consistent(source, result)
+    assert result.lines[0].startswith("روسيا تعرض الوساطة بين إيران والولايات المتحدة")
+    for fragment in (
+        "تقرير: محادثات بين الولايات المتحدة وروسيا",
+        "اتصالات بين ترامب وبوتين",
+        "دعوات للحوار",
+        "تحولات ديناميكية",
+        "علاقات إيرانية-روسية",
+        "الخلاصة",
+        "تكشف هذه التطورات عن تحول",
+    ):
+        assert _kept(result, fragment), fragment
+    assert set(result.removed) == {
+        "Skip to content",
+        "2025-03-04 17:34:00",
+        next(line for line in source.splitlines() if line.startswith("الوسوم:")),
+        "Scroll to Top",
+    }
+
+
+def test_seed_004_loses_tags_related_header_and_comment_form() -> None:
+    source = _seed("004")
+    result = clean(source)
+    _assert_consistent(source, result)
+    assert _kept(result, "بوتين يتجاهل تهديدات ترامب ويبحث مع روحاني")
+    assert "بوتين في إيران" in result.lines
+    assert "بوتين في ايران" in result.lines
+    assert result.lines[-1].startswith("وتجدر الإشارة إلى أن موسكو داعم")
+    for fragment in ("الوسوم", "العطار التركي", "مقالات ذات صلة", "اترك تعليقاً", "لن يتم نشر"):
+        assert _gone(result, fragment), fragment
+
+
+def test_seed_004_site_name_goes_once_learned() -> None:
+    source = _seed("004")
+    assert "مرآة العالم" in clean(source).lines
+    assert "مرآة العالم" in learnable_lines(source)
+    learned = clean(source, learned={line_key("مرآة العالم")})
+    assert "مرآة العالم" in learned.removed
+    assert learned.lines[0].startswith("بوتين يتجاهل تهديدات ترامب")
+
+
+# --- synthetic articles -------------------------------------------------------------------
+
+ARABIC_PARAGRAPHS = (
+    "أعلنت وزارة الزراعة اليوم الأحد عن خطة جديدة لدعم صغار المزارعين في المناطق الريفية، "
+    "تشمل قروضا ميسرة وبذورا محسنة وتدريبا على أساليب الري الحديثة.",
+    "وقال الوزير في مؤتمر صحفي إن الخطة تستهدف أكثر من عشرين ألف أسرة خلال العامين المقبلين، "
+    "وإن تمويلها سيأتي من الموازنة العامة ومن شركاء دوليين.",
+    "وأضاف أن الوزارة ستفتح مكاتب في كل محافظة لاستقبال الطلبات ومتابعة التنفيذ، "
+    "على أن تنشر تقارير دورية عن مستوى الإنجاز.",
+    "ويرى خبراء أن نجاح الخطة يتوقف على سرعة صرف القروض وعلى تحسين طرق نقل المحاصيل "
+    "إلى الأسواق الكبرى قبل تلفها.",
+)
+
+
+def test_arabic_article_with_boilerplate_is_reduced_to_its_body() -> None:
+    source = "\n".join(
+        (
+            "تخطى إلى المحتوى",
+            "الرئيسية",
+            "خطة حكومية لدعم صغار المزارعين",
+            "الرياض 26 شوال 1436 هـ الموافق 11 أغسطس 2015 م واس",
+            ARABIC_PARAGRAPHS[0],
+            "اقرأ أيضا: ارتفاع أسعار القمح في الأسواق العالمية",
+            ARABIC_PARAGRAPHS[1],
+            "دعم المزارعين",
+            ARABIC_PARAGRAPHS[2],
+            ARABIC_PARAGRAPHS[3],
+            "// انتهى //",
+            "12:47 ت م",
+            "شارك على فيسبوك",
+            "الكلمات المفتاحية: زراعة، قروض، ري",
+            "أخبار ذات صلة",
+            "• وزير المالية يعرض الموازنة الجديدة",
+            "• أمطار غزيرة تضرب المناطق الشمالية",
+        )
+    )
+    result = clean(source)
+    _assert_consistent(source, result)
+    assert result.lines == (
+        "خطة حكومية لدعم صغار المزارعين",
+        ARABIC_PARAGRAPHS[0],
+        ARABIC_PARAGRAPHS[1],
+        "دعم المزارعين",
+        ARABIC_PARAGRAPHS[2],
+        ARABIC_PARAGRAPHS[3],
+    )
+
+
+def test_read_also_list_in_the_middle_goes_but_the_article_goes_on() -> None:
+    # BBC Arabic's habit: a read-also list between two parts of the same article.
+    source = "\n".join(
+        (
+            ARABIC_PARAGRAPHS[0],
+            ARABIC_PARAGRAPHS[1],
+            "اقرأ أيضاً:",
+            "انخفاض إنتاج الأرز للعام الثالث",
+            "الجفاف يهدد المحاصيل في الجنوب",
+            ARABIC_PARAGRAPHS[2],
+            ARABIC_PARAGRAPHS[3],
+            "قصص ذات صلة:",
+            "مزارعون يحتجون على أسعار الأسمدة",
+            ARABIC_PARAGRAPHS[0].replace("الأحد", "الاثنين"),
+        )
+    )
+    result = clean(source)
+    assert _gone(result, "انخفاض إنتاج الأرز")
+    assert _gone(result, "الجفاف يهدد المحاصيل")
+    assert _gone(result, "مزارعون يحتجون")
+    assert result.lines == (
+        ARABIC_PARAGRAPHS[0],
+        ARABIC_PARAGRAPHS[1],
+        ARABIC_PARAGRAPHS[2],
+        ARABIC_PARAGRAPHS[3],
+        ARABIC_PARAGRAPHS[0].replace("الأحد", "الاثنين"),
+    )
+
+
+def test_marker_near_the_top_drops_only_its_own_line() -> None:
+    source = "\n".join(("الوسوم: زراعة، اقتصاد", *ARABIC_PARAGRAPHS))
+    result = clean(source)
+    assert result.lines == ARABIC_PARAGRAPHS
+    assert result.removed == ("الوسوم: زراعة، اقتصاد",)
+
+
+def test_disclaimer_credit_and_contact_lines_go_anywhere() -> None:
+    source = "\n".join(
+        (
+            "هذا المقال بقلم كاتب ضيف، والآراء الواردة أدناه تعبر عن رأي الكاتب ولا تعكس "
+            "بالضرورة وجهة نظر الموقع.",
+            ARABIC_PARAGRAPHS[0],
+            "*نقلاً عن صحيفة الأيام",
+            ARABIC_PARAGRAPHS[1],
+            "writer@example.com",
+            "جميع الحقوق محفوظة © 2025",
+            "فرانس24/ أ ف ب",
+        )
+    )
+    assert clean(source).lines == ARABIC_PARAGRAPHS[:2]
+
+
+ENGLISH_PARAGRAPHS = (
+    "The city council approved a new budget on Tuesday that doubles spending on public "
+    "transport and adds three bus lines to the eastern districts.",
+    "Council members said the plan would be paid for by a small increase in parking fees "
+    "and by a grant from the regional government.",
+    "Critics argued that the fee increase would hurt small shops in the city centre, "
+    "where most customers still arrive by car.",
+)
+
+
+def test_english_article_with_boilerplate_is_reduced_to_its_body() -> None:
+    source = "\n".join(
+        (
+            "Skip to main content",
+            "Menu",
+            "Council doubles transport budget",
+            "Updated: March 4, 2025 5:34 PM",
+            "Share on Facebook",
+            "Facebook Twitter WhatsApp Email",
+            ENGLISH_PARAGRAPHS[0],
+            "Advertisement",
+            "Read more: Bus fares to rise next year",
+            ENGLISH_PARAGRAPHS[1],
+            "Eastern districts",
+            ENGLISH_PARAGRAPHS[2],
+            "Reporting by Jane Doe; Editing by John Roe",
+            "Tags: transport, budget, council",
+            "Related articles",
+            "Mayor opens new bridge",
+            "Leave a Reply",
+            "Your email address will not be published. Required fields are marked *",
+            "© 2025 Example News. All rights reserved.",
+        )
+    )
+    result = clean(source)
+    _assert_consistent(source, result)
+    assert result.lines == (
+        "Council doubles transport budget",
+        ENGLISH_PARAGRAPHS[0],
+        ENGLISH_PARAGRAPHS[1],
+        "Eastern districts",
+        ENGLISH_PARAGRAPHS[2],
+    )
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "",
+        "   \n\t\n",
+        "Skip to content\nMenu\nShare this\nScroll to Top",
+        "الرئيسية\nاترك تعليقاً\nلن يتم نشر عنوان بريدك الإلكتروني.\n-----\n***",
+        "كلمات دلالية: سياسة اقتصاد\nمقالات مشابهة\n• عنوان خبر آخر\n• عنوان خبر ثالث",
+    ],
+)
+def test_text_that_is_only_boilerplate_leaves_an_empty_body(source: str) -> None:
+    result = clean(source)
+    assert result.body == ""
+    assert result.lines == ()
+
+
+# --- HTML -----------------------------------------------------------------------------------
+
+PAGE = "\n".join(
+    (
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        "<title>Council doubles transport budget | City News</title></head>",
+        "<body>",
+        '<nav><a href="/">Home</a> <a href="/news">News</a> <a href="/sport">Sport</a></nav>',
+        "<article>",
+        "<h1>Council doubles transport budget</h1>",
+        *(f"<p>{paragraph}</p>" for paragraph in ENGLISH_PARAGRAPHS),
+        "</article>",
+        "<footer><p>© 2025 City News. All rights reserved.</p></footer>",
+        "</body></html>",
+    )
+)
+
+
+def test_looks_like_html() -> None:
+    assert looks_like_html(PAGE)
+    assert looks_like_html("<div><p>One</p><p>Two</p></div>")
+    assert not looks_like_html("\n".join(ENGLISH_PARAGRAPHS))
+    assert not looks_like_html("if a < b and c > d then <b> is bold")
+    assert not looks_like_html("")
+
+
+def test_extract_html_returns_main_text_and_title() -> None:
+    body, title = extract_html(PAGE)
+    assert title is not None
+    assert "Council doubles transport budget" in title
+    for paragraph in ENGLISH_PARAGRAPHS:
+        assert paragraph in body.splitlines()
+    assert "Sport" not in body
+
+
+def test_extract_html_falls_back_on_short_fragments() -> None:
+    body, title = extract_html(
+        "<html><head><title>Tiny</title><script>var x = 1;</script></head>"
+        "<body><p>Short text.</p></body></html>"
+    )
+    assert body == "Short text."
+    assert title == "Tiny"
+
+
+def test_clean_accepts_html() -> None:
+    result = clean(PAGE)
+    for paragraph in ENGLISH_PARAGRAPHS:
+        assert paragraph in result.lines
+    assert all("<" not in line for line in result.lines)
+
+
+# --- learning --------------------------------------------------------------------------------
+
+
+def test_learned_keys_remove_the_site_name_line() -> None:
+    source = "\n".join(("أخبار الوادي", *ARABIC_PARAGRAPHS))
+    assert clean(source).lines[0] == "أخبار الوادي"
+    # Keys match spelling variants of the line too.
+    result = clean(source, learned=[line_key("اخبار الوادى")])
+    assert result.lines == ARABIC_PARAGRAPHS
+    assert result.removed == ("أخبار الوادي",)
+
+
+def test_learnable_lines_are_short_distinct_and_trimmed() -> None:
+    long_line = " ".join(ARABIC_PARAGRAPHS[:2])
+    assert len(long_line) > textlib.LEARNABLE_MAX_CHARS
+    source = "\n".join(("  أخبار الوادي  ", "", "أخبار الوادى", long_line, "---", "القسم الثقافي"))
+    assert learnable_lines(source) == ["أخبار الوادي", "القسم الثقافي"]
+
+
+def test_line_key_is_short_stable_and_variant_blind() -> None:
+    key = line_key("أخبار الوادي")
+    assert re.fullmatch(r"[0-9a-f]{16}", key)
+    assert line_key("  اخبار الوادى!  ") == key
+    assert line_key("أَخْبَارُ الوادي") == key
+    assert line_key("أخبار الوديان") != key
+
+
+# --- normalization ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("أ", "ا"),
+        ("إ", "ا"),
+        ("آ", "ا"),
+        ("ٱ", "ا"),
+        ("ى", "ي"),
+        ("ة", "ه"),
+        ("ؤ", "و"),
+        ("ئ", "ي"),
+        ("ک", "ك"),
+        ("ی", "ي"),
+        ("ې", "ي"),
+        ("ە", "ه"),
+        ("ۀ", "ه"),
+        ("شراکة إستراتیجیة", "شراكه استراتيجيه"),
+        ("مُحَمَّدٌ", "محمد"),
+        ("الرَّحْمٰنِ", "الرحمن"),
+        # The superscript (dagger) alef is a mark and goes like the harakat.
+        ("ذَٰلِكَ ٱلْكِتَٰبُ", "ذلك الكتب"),
+        ("قــــــال", "قال"),
+        ("٠١٢٣٤٥٦٧٨٩", "0123456789"),
+        ("۰۱۲۳۴۵۶۷۸۹", "0123456789"),
+        ("عام ٢٠٢٥م", "عام 2025م"),
+        ("می\u200cخواهم", "ميخواهم"),
+        ("\ufeffA\u200fB\u200eC\u200dD", "abcd"),
+        ("ﻻ", "لا"),
+        ("Ｆｕｌｌｗｉｄｔｈ １２", "fullwidth 12"),
+        ("Straße", "strasse"),
+        ("«مرحباً»، يا عالم؟!", "مرحبا يا عالم"),
+        ("Hello,   World!\n\tNew—line", "hello world new line"),
+        ("  $100 + 5% = ✓  ", "100 5"),
+        ("", ""),
+    ],
+)
+def test_normalize_folds(raw: str, expected: str) -> None:
+    assert normalize(raw) == expected
+
+
+def test_orthographic_variants_normalize_alike() -> None:
+    variants = (
+        "أعلنت الحكومة الإيرانية يوم الأحد عن مبادرة جديدة.",
+        "اعلنت الحكومه الايرانيه يوم الاحد عن مبادره جديده",
+        "أَعْلَنَتِ الحُكُومَةُ الإِيرَانِيَّةُ يَوْمَ الأَحَدِ عَنْ مُبَادَرَةٍ جَدِيدَةٍ.",
+        "أعلنـــت الحکومة الإیرانیة یوم الأحد عن مبادرة جدیدة.",
+    )
+    assert len({normalize(variant) for variant in variants}) == 1
+
+
+def test_words_splits_normalized_text() -> None:
+    assert words(normalize("Hello, World! مرحباً بالعالم")) == ["hello", "world", "مرحبا", "بالعالم"]
+    assert words("") == []
+
+
+TRICKY = (
+    "أإآٱىةؤئکیېەۀ\u0640\u064b\u064e\u0651\u0652\u0654\u0655\u0670\u06d6\u06ed"
+    "\u200b\u200c\u200d\u200e\u200f\ufeff\u00ad\u0301\u0323\u0307\u0345\u1100\u1161\u11a8"
+    "İıΣσςΐǰẞßﬀﷺﻻ٠۹①²½ ,.;:!?-_«»\n\t\u00a0\u3000\ud800aAzZ"
+)
+_text = st.text(alphabet=st.characters(codec=None, exclude_categories=()) | st.sampled_from(TRICKY))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "ΐ",  # case folds to three code points that NFKC composes back
+        "a\u200d\u0301",  # the deleted joiner lets a and the accent compose
+        "a\u065c\u0323",  # the deleted Arabic mark no longer blocks the dot below
+        "\u1100\u200b\u1161",  # Hangul jamo compose once the zero-width space is gone
+        "ℌİǰ",
+    ],
+)
+def test_normalize_is_idempotent_on_composition_edge_cases(raw: str) -> None:
+    once = normalize(raw)
+    assert normalize(once) == once
+
+
+@settings(max_examples=400, deadline=None)
+@given(_text)
+def test_normalize_is_idempotent(raw: str) -> None:
+    once = normalize(raw)
+    assert normalize(once) == once
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet=st.sampled_from(TRICKY), min_size=300, max_size=600))
+def test_normalize_is_idempotent_on_long_texts(raw: str) -> None:
+    once = normalize(raw)
+    assert normalize(once) == once
+
+
+@settings(max_examples=200, deadline=None)
+@given(_text)
+def test_long_and_short_translation_paths_agree(raw: str) -> None:
+    # Texts from 256 characters on take the numpy lookup table; it must equal str.translate.
+    long = (raw + " ") * (1 + 256 // (len(raw) + 1))
+    table = textlib._NORMALIZE.table
+    assert textlib._NORMALIZE(long) == " ".join(long.translate(table).split())
+
+
+@settings(max_examples=200, deadline=None)
+@given(_text)
+def test_normalize_output_has_single_ascii_spaces_only(raw: str) -> None:
+    result = normalize(raw)
+    assert result == result.strip()
+    assert "  " not in result
+    assert not any(char.isspace() and char != " " for char in result)
+
+
+# --- scripts without spaces ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sample", "expected"),
+    [
+        ("北京市政府周二宣布新的交通计划，预计明年完成。", True),
+        ("東京都は火曜日に新しい交通計画を発表した。", True),
+        ("รัฐบาลประกาศแผนการขนส่งใหม่ในวันอังคาร", True),
+        ("苹果公司CEO Tim Cook周二在北京发表讲话，谈到了中国市场的重要性。", True),
+        ("أعلنت الحكومة عن خطة جديدة للنقل العام", False),
+        ("The government announced a new transport plan", False),
+        ("정부는 화요일에 새로운 교통 계획을 발표했다", False),
+        ("2025 — 100%", False),
+        ("", False),
+    ],
+)
+def test_is_spaceless(sample: str, expected: bool) -> None:
+    assert is_spaceless(sample) is expected
+    assert is_spaceless(normalize(sample)) is expected
