@@ -268,7 +268,11 @@ class Engine:
                 raise IndexMismatchError("snapshot built with other parameters")
             if state.get("deletions") != deletions or state.get("max_row", 0) > max_row:
                 raise IndexMismatchError("snapshot is stale: articles were deleted since")
-            self._lsh = LSHIndex.load(self._snapshot_dir / "lsh.bin", fingerprint=self._fingerprint)
+            self._lsh = LSHIndex.load(
+                self._snapshot_dir / "lsh.bin",
+                fingerprint=self._fingerprint,
+                threshold=self.params.lsh_threshold,
+            )
             self._frequencies = DocumentFrequencies.load(
                 self._snapshot_dir / "frequencies.npz", fingerprint=self._fingerprint
             )

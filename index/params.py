@@ -41,7 +41,8 @@ class Parameters:
         shingle_size: words per shingle (datasketch's usual 5-gram for news copies).
         char_shingle_size: characters per shingle for scripts written without spaces.
         num_perm: MinHash permutations (datasketch's ``num_perm``).
-        seed: MinHash seed; signatures equal datasketch's ``MinHash(num_perm, seed)``.
+        seed: MinHash seed; signatures equal datasketch's
+            ``MinHash(num_perm, seed, hashfunc=int, scheme="legacy")`` over our shingle hashes.
         lsh_threshold: Jaccard level the LSH banding is tuned to catch (candidate stage;
             set below ``near_duplicate_threshold`` so truncated copies reach verification).
         near_duplicate_threshold: verified Jaccard at or above which two texts are copies.
