@@ -1,0 +1,740 @@
+"""``samestory dedup``: annotate a file of articles with the engine's verdicts.
+
+Reads JSON Lines (``.jsonl``, ``.jsonl.gz``), CSV or Parquet, runs every record through the
+same :class:`~index.engine.Engine` the REST service uses, and writes each record back (in
+the output's format, chosen by its extension) with four fields added:
+
+- ``status``: ``new_story``, ``same_story``, ``near_duplicate`` or ``exact_duplicate``;
+- ``duplicate_of``: the id of the original of the duplicate group it joined, or null;
+- ``cluster_id``: its story;
+- ``canonical_id``: the id of the article that represents its story when the run ends.
+
+The id field is written back too, as the string id samestory used (generated as
+``<input file name>:<line>`` for records without one), so ``duplicate_of`` and
+``canonical_id`` join on it.
+
+Consistency with the service: articles go to :meth:`Engine.ingest_many` in input order, which
+decides each article exactly as :meth:`Engine.ingest` one at a time would, so ``status``,
+``duplicate_of`` and ``cluster_id`` equal what ``POST /v1/articles`` returns for the same
+articles sent in the same order. ``canonical_id`` is the story's canonical at the end of the
+run (what ``GET /v1/articles/{id}`` returns afterwards): in ``stories`` mode a story's
+canonical can move while members arrive, so the output is rewritten in a second pass once
+all articles are in. In ``dedup`` mode a story is a duplicate group whose canonical is its
+original, which never moves, so one pass suffices.
+
+Memory is bounded by the engine's indexes, not by the file: records stream through in
+chunks of ``--batch-size``, and the engine's SQLite store lives under ``--store`` or in a
+temporary directory beside the output.
+
+Exit codes:
+    0: success (records may have been rejected: see the rejects file).
+    1: the run failed, or ``--strict`` stopped at a bad record.
+    2: usage error (bad arguments, unsupported file extension, invalid ``SAMESTORY_*``
+       settings).
+    3: the input cannot be read (missing, unreadable, corrupt, not UTF-8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import IO, Any, Literal, TextIO
+
+import orjson
+from pydantic import ValidationError
+
+from index.article import Article, Verdict, parse_timestamp
+from index.engine import Engine, Mode
+from index.errors import (
+    ConflictError,
+    EmptyTextError,
+    InvalidArticleError,
+    InvalidDateError,
+    SamestoryError,
+)
+from service.records import (
+    BadRecord,
+    FileFormat,
+    InputUnreadableError,
+    Record,
+    RecordReader,
+    UnsupportedFormatError,
+    open_reader,
+    open_writer,
+)
+from service.settings import Settings, open_engine
+
+__all__ = [
+    "ADDED_FIELDS",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_UNREADABLE",
+    "EXIT_USAGE",
+    "BadRecordError",
+    "DedupOptions",
+    "FieldMap",
+    "Summary",
+    "add_parser",
+    "deduplicate",
+    "main",
+    "run",
+]
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNREADABLE = 3
+
+Keep = Literal["all", "canonical", "first"]
+
+ADDED_FIELDS = ("status", "duplicate_of", "cluster_id", "canonical_id")
+STATUSES = ("new_story", "same_story", "near_duplicate", "exact_duplicate")
+_COPIES = frozenset({"near_duplicate", "exact_duplicate"})
+
+EPILOG = """\
+output fields:
+  status        new_story | same_story | near_duplicate | exact_duplicate
+  duplicate_of  id of the original of the duplicate group joined, or null
+  cluster_id    the story's id
+  canonical_id  id of the article representing the story at the end of the run
+  The id field is written back as the string id used; a record without one gets
+  "<input file name>:<line>" (line = 1-based line in JSON Lines/CSV, row in Parquet).
+
+--keep:
+  all        every accepted record
+  first      only the first record of each duplicate group (copies are dropped)
+  canonical  only each story's canonical; in --mode dedup a story is a duplicate
+             group, so this equals "first"
+
+modes:
+  stories    near-duplicates and story clustering with the embedding model
+             (configured like the service: SAMESTORY_MODEL, SAMESTORY_MODEL_CACHE_DIR, ...)
+  dedup      exact and near-duplicates only; no model is loaded
+
+--store DIR keeps the engine's store: a rerun after an interruption skips the records
+already stored, and the service can open DIR afterwards (SAMESTORY_DATA_DIR=DIR) to go on
+from the batch. A store is tied to its mode: seed the live service with --mode stories.
+
+Bad records (bad JSON, no usable text, a bad date, text that is only boilerplate, an id
+already stored with another text) go to the rejects file as {"line", "id", "reason"} and
+the run goes on; with --strict the run stops at the first one.
+
+exit codes:
+  0  success (see the rejects file for rejected records)
+  1  the run failed, or --strict stopped at a bad record
+  2  usage error (bad arguments, unsupported file extension, invalid SAMESTORY_*
+     settings)
+  3  the input cannot be read (missing, unreadable, corrupt, not UTF-8)
+"""
+
+
+class BadRecordError(SamestoryError):
+    """``--strict`` met a bad record."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason} (stopped by --strict)")
+        self.line = line
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """Which input field holds each article attribute."""
+
+    id: str = "id"
+    text: str = "text"
+    title: str = "title"
+    published_at: str = "published_at"
+    url: str = "url"
+    source: str = "source"
+    language: str = "language"
+
+
+@dataclass(frozen=True)
+class DedupOptions:
+    """One batch run.
+
+    Attributes:
+        input: the record file to read.
+        output: the annotated record file to write (replaced when the run succeeds).
+        mode: ``"stories"`` (with the model) or ``"dedup"`` (duplicates only, no model).
+        keep: which records to write: ``"all"``, ``"first"`` of each duplicate group, or
+            each story's ``"canonical"``.
+        fields: the input's field names.
+        store: the engine's data directory to write into (and resume from); a temporary
+            one beside the output when ``None``.
+        rejects: where bad records are listed; ``<output>.rejects.jsonl`` when ``None``.
+        strict: stop at the first bad record with :class:`BadRecordError`.
+        batch_size: records read, ingested (one transaction) and written per chunk.
+        progress: show a progress bar on stderr.
+    """
+
+    input: Path
+    output: Path
+    mode: Mode = "stories"
+    keep: Keep = "all"
+    fields: FieldMap = field(default_factory=FieldMap)
+    store: Path | None = None
+    rejects: Path | None = None
+    strict: bool = False
+    batch_size: int = 512
+    progress: bool = False
+
+    @property
+    def rejects_path(self) -> Path:
+        """The rejects file this run writes."""
+        return self.rejects or _beside(self.output, ".rejects.jsonl")
+
+
+@dataclass
+class Summary:
+    """What a run did.
+
+    Attributes:
+        read: records read, bad lines included.
+        written: records written to the output (after ``keep``).
+        rejected: bad records (listed in the rejects file).
+        already_stored: accepted records that the store held before the run (resumed).
+        statuses: accepted records by verdict status.
+        stories: distinct stories among the accepted records.
+        seconds: wall time of the run.
+    """
+
+    read: int = 0
+    written: int = 0
+    rejected: int = 0
+    already_stored: int = 0
+    statuses: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    stories: int = 0
+    seconds: float = 0.0
+
+    @property
+    def docs_per_second(self) -> float:
+        """Records read per second of wall time."""
+        return self.read / self.seconds if self.seconds > 0 else 0.0
+
+    def table(self) -> str:
+        """The summary as a plain-text table."""
+        rows: list[tuple[str, str]] = [
+            ("records read", f"{self.read:,}"),
+            ("written", f"{self.written:,}"),
+            ("rejected", f"{self.rejected:,}"),
+            ("already stored", f"{self.already_stored:,}"),
+        ]
+        rows += [(status, f"{count:,}") for status, count in self.statuses.items()]
+        rows += [
+            ("stories", f"{self.stories:,}"),
+            ("seconds", f"{self.seconds:,.2f}"),
+            ("docs/s", f"{self.docs_per_second:,.0f}"),
+        ]
+        width = max(len(name) for name, _ in rows)
+        values = max(len(value) for _, value in rows)
+        lines = [f"{name:<{width}}  {value:>{values}}" for name, value in rows]
+        rule = "-" * (width + 2 + values)
+        return "\n".join([rule, *lines, rule]) + "\n"
+
+
+def _beside(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+@dataclass(slots=True)
+class _Pending:
+    line: int
+    record: Record
+    article: Article
+
+
+def _optional_text(record: Record, name: str) -> str | None:
+    value = record.get(name)
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _published_at(record: Record, name: str) -> datetime | None:
+    value = record.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, str):
+        return parse_timestamp(value, field=name)
+    raise InvalidDateError(
+        f"{name} is a {type(value).__name__}, not an RFC 3339 timestamp; "
+        "use e.g. '2025-01-17T09:30:00Z' or '2025-01-17'",
+        field=name,
+    )
+
+
+def _article_id(record: Record, fields: FieldMap, generated: str) -> str:
+    value = record.get(fields.id)
+    if value is None or value == "":
+        return generated
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise InvalidArticleError(
+        f"{fields.id} is a {type(value).__name__}; ids must be strings or integers",
+        field=fields.id,
+    )
+
+
+def to_article(record: Record, fields: FieldMap, article_id: str) -> Article:
+    """The article a record describes.
+
+    Raises:
+        InvalidArticleError: no usable text, a bad date or another invalid field.
+    """
+    text = record.get(fields.text)
+    if not isinstance(text, str) or not text.strip():
+        found = (
+            "is missing"
+            if text is None
+            else "is empty or only whitespace"
+            if isinstance(text, str)
+            else f"holds a {type(text).__name__}, not text"
+        )
+        raise EmptyTextError(f"no usable text: field {fields.text!r} {found}", field=fields.text)
+    return Article(
+        id=article_id,
+        text=text,
+        title=_optional_text(record, fields.title),
+        url=_optional_text(record, fields.url),
+        source=_optional_text(record, fields.source),
+        language=_optional_text(record, fields.language),
+        published_at=_published_at(record, fields.published_at),
+    )
+
+
+@contextmanager
+def _progress_bar(reader: RecordReader, enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=reader.total or None,
+        unit=reader.unit,
+        unit_scale=True,
+        unit_divisor=1024 if reader.unit == "B" else 1000,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        desc="dedup",
+    )
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+class _Batch:
+    """The state of one run: engine, output, rejects and counters."""
+
+    def __init__(
+        self, options: DedupOptions, engine: Engine, rejects: IO[bytes], summary: Summary
+    ) -> None:
+        self.options = options
+        self.engine = engine
+        self.summary = summary
+        self._rejects = rejects
+        self._stories: set[str] = set()
+        self._id_prefix = options.input.name
+        keep = options.keep
+        # Only in stories mode does the canonical move, so only there must "canonical" wait
+        # for the second pass; in dedup mode the canonical is the group's original.
+        self.drop_copies = keep == "first" or (keep == "canonical" and options.mode == "dedup")
+
+    def reject(self, line: int, article_id: str | None, reason: str) -> None:
+        self.summary.rejected += 1
+        self._rejects.write(
+            orjson.dumps(
+                {"line": line, "id": article_id, "reason": reason},
+                option=orjson.OPT_APPEND_NEWLINE,
+            )
+        )
+        if self.options.strict:
+            raise BadRecordError(line, reason)
+
+    def process(self, chunk: Sequence[tuple[int, Record | BadRecord]]) -> list[Record]:
+        """Validate, ingest and annotate one chunk; returns the records to write."""
+        fields = self.options.fields
+        pending: list[_Pending] = []
+        stop: BadRecordError | None = None
+        for line, record in chunk:
+            self.summary.read += 1
+            article_id: str | None = None
+            try:
+                if isinstance(record, BadRecord):
+                    raise InvalidArticleError(record.reason)
+                article_id = _article_id(record, fields, f"{self._id_prefix}:{line}")
+                pending.append(_Pending(line, record, to_article(record, fields, article_id)))
+            except InvalidArticleError as error:
+                try:
+                    self.reject(line, article_id, str(error))
+                except BadRecordError as strict:
+                    # Everything before the bad record is still ingested, nothing after it.
+                    stop = strict
+                    break
+        kept = self._ingest(pending)
+        if stop is not None:
+            raise stop
+        return kept
+
+    def _ingest(self, pending: list[_Pending]) -> list[Record]:
+        kept: list[Record] = []
+        statuses = self.summary.statuses
+        fields = self.options.fields
+        for item, verdict in self._verdicts(pending):
+            record = item.record
+            cluster = verdict.cluster
+            record[fields.id] = verdict.id
+            record["status"] = verdict.status
+            record["duplicate_of"] = verdict.duplicate_of
+            record["cluster_id"] = cluster.id
+            record["canonical_id"] = cluster.canonical.id
+            statuses[verdict.status] += 1
+            self._stories.add(cluster.id)
+            if not (self.drop_copies and verdict.status in _COPIES):
+                kept.append(record)
+        self.summary.stories = len(self._stories)
+        return kept
+
+    def _verdicts(self, pending: list[_Pending]) -> list[tuple[_Pending, Verdict]]:
+        """Ingest in order; a batch the engine refuses is split until the bad record is alone.
+
+        The engine stores nothing of a batch with one invalid article (text that is only
+        boilerplate, an id stored with another text), so halving keeps every good article
+        in order and costs O(log n) extra calls per bad one.
+        """
+        if not pending:
+            return []
+        try:
+            verdicts = self.engine.ingest_many([item.article for item in pending])
+        except (InvalidArticleError, ConflictError) as error:
+            if len(pending) == 1:
+                item = pending[0]
+                self.reject(item.line, item.article.id, str(error))
+                return []
+            middle = len(pending) // 2
+            return self._verdicts(pending[:middle]) + self._verdicts(pending[middle:])
+        return list(zip(pending, verdicts, strict=True))
+
+
+def _check_paths(options: DedupOptions) -> None:
+    source = options.input.resolve()
+    for name, path in (("output", options.output), ("rejects file", options.rejects_path)):
+        if path.resolve() == source:
+            raise UnsupportedFormatError(f"the {name} {str(path)!r} is the input; choose another")
+    FileFormat.of(options.output)
+
+
+def deduplicate(options: DedupOptions, settings: Settings | None = None) -> Summary:
+    """Annotate ``options.input`` into ``options.output``; see the module docstring.
+
+    Args:
+        options: what to read, write and keep.
+        settings: the service settings to open the engine with (model, thresholds); read
+            from ``SAMESTORY_*`` environment variables when ``None``. Their ``data_dir`` and
+            ``synchronous`` are replaced by the run's own.
+
+    Returns:
+        What the run did.
+
+    Raises:
+        UnsupportedFormatError: a file extension is not supported, or the output is the input.
+        InputUnreadableError: the input cannot be read.
+        BadRecordError: ``strict`` and a bad record was met (the output is not written).
+        SamestoryError: the engine failed (a store built with other parameters, no model).
+        OSError: the output cannot be written.
+    """
+    started = time.perf_counter()
+    _check_paths(options)
+    summary = Summary()
+    output = options.output
+    final = _beside(output, ".partial")
+    first = _beside(output, ".pass1.partial") if options.mode == "stories" else final
+    with ExitStack() as stack:
+        reader = stack.enter_context(open_reader(options.input))
+        if options.store is None:
+            store = Path(
+                stack.enter_context(
+                    tempfile.TemporaryDirectory(prefix=".samestory-dedup-", dir=output.parent)
+                )
+            )
+        else:
+            store = options.store
+        # Settings() reads SAMESTORY_* like the service; mypy without pydantic's plugin takes
+        # its fields for required arguments.
+        settings = settings or Settings()  # type: ignore[call-arg]
+        engine = stack.enter_context(_open_engine(settings, options, store))
+        rejects = stack.enter_context(open(options.rejects_path, "wb"))
+        batch = _Batch(options, engine, rejects, summary)
+        stored_before = engine.counts()["articles"]
+        try:
+            _first_pass(batch, reader, first)
+            if options.mode == "stories":
+                summary.written = _final_pass(batch, first, final)
+                first.unlink()
+            os.replace(final, output)
+        except BaseException:
+            first.unlink(missing_ok=True)
+            final.unlink(missing_ok=True)
+            raise
+        accepted = sum(summary.statuses.values())
+        summary.already_stored = accepted - (engine.counts()["articles"] - stored_before)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+@contextmanager
+def _open_engine(settings: Settings, options: DedupOptions, store: Path) -> Iterator[Engine]:
+    # "normal" survives a killed process (what resuming needs); a temporary store need not
+    # survive anything.
+    synchronous = "normal" if options.store is not None else "off"
+    settings = settings.model_copy(update={"data_dir": store, "synchronous": synchronous})
+    engine = open_engine(settings, mode=options.mode)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def _output_columns(reader: RecordReader, fields: FieldMap) -> list[str] | None:
+    if reader.columns is None:
+        return None
+    present = set(reader.columns)
+    return reader.columns + [name for name in (fields.id, *ADDED_FIELDS) if name not in present]
+
+
+def _first_pass(batch: _Batch, reader: RecordReader, target: Path) -> None:
+    options = batch.options
+    summary = batch.summary
+    with (
+        open_writer(
+            target,
+            FileFormat.of(options.output),
+            columns=_output_columns(reader, options.fields),
+            schema=reader.schema,
+            string_fields=(options.fields.id, *ADDED_FIELDS),
+        ) as writer,
+        _progress_bar(reader, options.progress) as bar,
+    ):
+        for chunk in reader.chunks(options.batch_size):
+            kept = batch.process(chunk)
+            writer.write(kept)
+            summary.written += len(kept)
+            if bar is not None:
+                bar.update(reader.position() - bar.n)
+                rate = summary.read / max(bar.format_dict["elapsed"], 1e-9)
+                bar.set_postfix_str(f"{summary.read:,} docs, {rate:,.0f} docs/s", refresh=False)
+
+
+def _final_pass(batch: _Batch, source: Path, target: Path) -> int:
+    """Rewrite ``source`` into ``target`` with each story's final canonical."""
+    options = batch.options
+    engine = batch.engine
+    id_field = options.fields.id
+    only_canonical = options.keep == "canonical"
+    canonicals: dict[str, str] = {}
+    written = 0
+    file_format = FileFormat.of(options.output)
+    with (
+        open_reader(source, file_format) as reader,
+        open_writer(target, file_format, columns=reader.columns, schema=reader.schema) as writer,
+    ):
+        for chunk in reader.chunks(options.batch_size):
+            kept: list[Record] = []
+            for line, record in chunk:
+                if isinstance(record, BadRecord):
+                    raise InputUnreadableError(
+                        f"{str(source)!r} line {line}: the first pass wrote a bad record: "
+                        f"{record.reason}"
+                    )
+                cluster_id = str(record["cluster_id"])
+                canonical = canonicals.get(cluster_id)
+                if canonical is None:
+                    canonical = engine.story(cluster_id, limit=0).cluster.canonical.id
+                    canonicals[cluster_id] = canonical
+                record["canonical_id"] = canonical
+                if not only_canonical or str(record[id_field]) == canonical:
+                    kept.append(record)
+            writer.write(kept)
+            written += len(kept)
+    return written
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add ``dedup``'s arguments to ``parser``."""
+    parser.add_argument("input", type=Path, help=".jsonl, .jsonl.gz, .csv(.gz) or .parquet")
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, help="annotated output; format by extension"
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("stories", "dedup"),
+        default="stories",
+        help="stories: duplicates and story clusters (model); dedup: duplicates only, no "
+        "model (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--keep",
+        choices=("all", "canonical", "first"),
+        default="all",
+        help="write every record, each story's canonical, or the first of each duplicate "
+        "group (default: %(default)s)",
+    )
+    defaults = FieldMap()
+    for name, flag in (
+        ("id", "--id-field"),
+        ("text", "--text-field"),
+        ("title", "--title-field"),
+        ("published_at", "--date-field"),
+        ("url", "--url-field"),
+        ("source", "--source-field"),
+        ("language", "--language-field"),
+    ):
+        parser.add_argument(
+            flag,
+            dest=f"{name}_field",
+            default=getattr(defaults, name),
+            metavar="NAME",
+            help=f"input field holding the article's {name} (default: %(default)s)",
+        )
+    parser.add_argument(
+        "--store",
+        type=Path,
+        metavar="DIR",
+        help="engine data directory to write into and resume from (the service can open it)",
+    )
+    parser.add_argument(
+        "--rejects", type=Path, metavar="PATH", help="default: <output>.rejects.jsonl"
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="stop at the first bad record (exit code 1)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=512,
+        metavar="N",
+        help="records per chunk and per engine transaction (default: %(default)s)",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar and no summary table"
+    )
+
+
+_DESCRIPTION = (
+    "Annotate a file of articles with samestory verdicts (status, duplicate_of, cluster_id, "
+    "canonical_id), using the same engine as the service."
+)
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the ``dedup`` subcommand; its ``handler`` default is :func:`run`."""
+    parser = subparsers.add_parser(
+        "dedup",
+        help="deduplicate and cluster a JSONL, CSV or Parquet file",
+        description=_DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    configure_parser(parser)
+    parser.set_defaults(handler=run)
+
+
+def options_from(args: argparse.Namespace) -> DedupOptions:
+    """The run the parsed arguments describe."""
+    return DedupOptions(
+        input=args.input,
+        output=args.output,
+        mode=args.mode,
+        keep=args.keep,
+        fields=FieldMap(
+            id=args.id_field,
+            text=args.text_field,
+            title=args.title_field,
+            published_at=args.published_at_field,
+            url=args.url_field,
+            source=args.source_field,
+            language=args.language_field,
+        ),
+        store=args.store,
+        rejects=args.rejects,
+        strict=args.strict,
+        batch_size=args.batch_size,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+
+
+def run(args: argparse.Namespace, *, stream: TextIO | None = None) -> int:
+    """Run ``samestory dedup`` for parsed arguments; returns the exit code.
+
+    The summary table and error messages go to ``stream`` (stderr by default).
+    """
+    out = stream or sys.stderr
+    options = options_from(args)
+    try:
+        summary = deduplicate(options)
+    except ValidationError as error:
+        out.write(f"samestory dedup: error: invalid SAMESTORY_* settings:\n{error}\n")
+        return EXIT_USAGE
+    except UnsupportedFormatError as error:
+        out.write(f"samestory dedup: error: {error}\n")
+        return EXIT_USAGE
+    except InputUnreadableError as error:
+        out.write(f"samestory dedup: error: {error}\n")
+        return EXIT_UNREADABLE
+    except BadRecordError as error:
+        out.write(f"samestory dedup: {error}; see {options.rejects_path}\n")
+        return EXIT_FAILED
+    except (SamestoryError, OSError) as error:
+        out.write(f"samestory dedup: error: {error}\n")
+        return EXIT_FAILED
+    if not args.quiet:
+        out.write(summary.table())
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m service.dedup``: the ``dedup`` subcommand on its own."""
+    parser = argparse.ArgumentParser(
+        prog="samestory dedup",
+        description=_DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    configure_parser(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
