@@ -1,0 +1,408 @@
+"""VectorIndex against brute-force cosine in numpy, on real FAISS, in both modes."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from index.errors import IndexMismatchError
+from index.vectors import MAX_TOMBSTONE_FRACTION, VectorIndex
+
+FINGERPRINT = "0123456789abcdef"
+# float16 keeps 11 significant bits: inner products of unit vectors move by about 1e-3.
+FP16_TOLERANCE = 2e-3
+
+
+def unit_vectors(rng: np.random.Generator, n: int, dimension: int) -> np.ndarray:
+    vectors = rng.standard_normal((n, dimension))
+    normalized: np.ndarray = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return normalized.astype(np.float32)
+
+
+def clustered_vectors(rng: np.random.Generator, n: int, dimension: int) -> np.ndarray:
+    """Unit vectors around 60 centres, like embeddings of articles about 60 stories."""
+    centres = unit_vectors(rng, 60, dimension)
+    noisy = centres[rng.integers(0, 60, n)] + 0.08 * rng.standard_normal((n, dimension))
+    normalized: np.ndarray = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+    return normalized.astype(np.float32)
+
+
+def brute_force(
+    ids: np.ndarray, vectors: np.ndarray, queries: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    scores = queries @ vectors.T
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, axis=1), ids[order]
+
+
+def filled(
+    n: int, dimension: int, *, exact_limit: int, seed: int = 0
+) -> tuple[VectorIndex, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ids = rng.permutation(10 * n).astype(np.int64)[:n]
+    vectors = clustered_vectors(rng, n, dimension)
+    index = VectorIndex(dimension, exact_limit=exact_limit)
+    index.add(ids, vectors)
+    return index, ids, vectors
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_flat_search_equals_brute_force_cosine(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ids = rng.choice(1_000_000, size=300, replace=False).astype(np.int64)
+    vectors = unit_vectors(rng, 300, 48)
+    queries = unit_vectors(rng, 25, 48)
+    index = VectorIndex(48)
+    index.add(ids, vectors)
+
+    scores, found = index.search(queries, 10)
+
+    assert not index.approximate
+    assert scores.dtype == np.float32 and found.dtype == np.int64
+    # The ranking oracle sees the float16 values the index stores; the scores are
+    # checked against full-precision cosine.
+    stored = vectors.astype(np.float16).astype(np.float32)
+    _, expected_ids = brute_force(ids, stored, queries, 10)
+    np.testing.assert_array_equal(found, expected_ids)
+    sorter = np.argsort(ids)
+    rows = sorter[np.searchsorted(ids, found, sorter=sorter)]
+    exact = np.take_along_axis(queries @ vectors.T, rows, axis=1)
+    np.testing.assert_allclose(scores, exact, atol=FP16_TOLERANCE)
+
+
+def test_search_pads_when_fewer_than_k_are_stored() -> None:
+    index, ids, vectors = filled(3, 16, exact_limit=100)
+
+    scores, found = index.search(vectors[:2], 5)
+
+    assert sorted(found[0, :3].tolist()) == sorted(ids.tolist())
+    np.testing.assert_array_equal(found[:, 3:], -1)
+    assert np.isneginf(scores[:, 3:]).all()
+    assert np.isfinite(scores[:, :3]).all()
+
+
+def test_empty_index_returns_only_padding() -> None:
+    scores, found = VectorIndex(8).search(np.ones((2, 8), dtype=np.float32), 3)
+
+    assert found.shape == (2, 3) and (found == -1).all() and np.isneginf(scores).all()
+
+
+def test_hnsw_recall_at_10_against_brute_force() -> None:
+    index, ids, vectors = filled(3_000, 64, exact_limit=200, seed=3)
+    queries = clustered_vectors(np.random.default_rng(4), 200, 64)
+
+    _, found = index.search(queries, 10)
+
+    assert index.approximate
+    _, expected = brute_force(ids, vectors, queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, expected, strict=True)])
+    assert recall >= 0.95
+
+
+def test_switches_to_hnsw_when_the_count_crosses_the_limit() -> None:
+    rng = np.random.default_rng(5)
+    vectors = unit_vectors(rng, 51, 32)
+    index = VectorIndex(32, exact_limit=50)
+
+    index.add(np.arange(50), vectors[:50])
+    assert not index.approximate
+    index.add(np.array([50]), vectors[50:])
+
+    assert index.approximate
+    assert len(index) == 51
+    _, found = index.search(vectors, 1)
+    np.testing.assert_array_equal(found[:, 0], np.arange(51))
+
+
+@pytest.mark.parametrize("exact_limit", [10_000, 100], ids=["flat", "hnsw"])
+def test_removed_ids_never_come_back_and_k_is_kept(exact_limit: int) -> None:
+    index, ids, vectors = filled(400, 32, exact_limit=exact_limit, seed=6)
+    removed = ids[::20]  # 5 %, below the HNSW rebuild fraction
+
+    assert index.remove(removed) == len(removed)
+
+    if exact_limit == 100:
+        assert index.approximate and index.tombstones == len(removed)
+    assert len(index) == len(ids) - len(removed)
+    assert all(int(i) not in index for i in removed)
+    scores, found = index.search(vectors[::20], 10)
+    assert not np.isin(found, removed).any()
+    assert (found >= 0).all() and np.isfinite(scores).all()
+
+
+def test_hnsw_rebuilds_without_tombstones_past_the_fraction() -> None:
+    index, ids, vectors = filled(300, 16, exact_limit=100, seed=7)
+    below = int(MAX_TOMBSTONE_FRACTION * 300)
+
+    index.remove(ids[:below])
+    assert index.tombstones == below
+    index.remove(ids[below : below + 1])
+
+    assert index.tombstones == 0
+    assert index.approximate
+    assert len(index) == 300 - below - 1
+    _, found = index.search(vectors[below + 1 : below + 51], 1)
+    np.testing.assert_array_equal(found[:, 0], ids[below + 1 : below + 51])
+
+
+def test_hnsw_rebuild_returns_to_flat_below_the_limit() -> None:
+    index, ids, _ = filled(300, 16, exact_limit=200, seed=8)
+
+    index.remove(ids[:150])
+
+    assert not index.approximate and index.tombstones == 0 and len(index) == 150
+
+
+@pytest.mark.parametrize("exact_limit", [10_000, 10], ids=["flat", "hnsw"])
+def test_adding_an_existing_id_replaces_its_vector(exact_limit: int) -> None:
+    index, ids, vectors = filled(200, 32, exact_limit=exact_limit, seed=9)
+    replacement = unit_vectors(np.random.default_rng(10), 1, 32)
+
+    index.add(ids[:1], replacement)
+
+    assert len(index) == 200
+    scores, found = index.search(replacement, 1)
+    assert found[0, 0] == ids[0] and scores[0, 0] == pytest.approx(1.0, abs=FP16_TOLERANCE)
+    scores, found = index.search(vectors[:1], 200)
+    assert list(found[0]).count(ids[0]) == 1
+    assert scores[0, list(found[0]).index(ids[0])] < 0.99
+
+
+def test_an_id_repeated_in_one_batch_keeps_its_last_vector() -> None:
+    vectors = unit_vectors(np.random.default_rng(11), 3, 16)
+    index = VectorIndex(16)
+
+    index.add(np.array([7, 8, 7]), vectors)
+
+    assert len(index) == 2
+    scores, found = index.search(vectors[2:], 1)
+    assert found[0, 0] == 7 and scores[0, 0] == pytest.approx(1.0, abs=FP16_TOLERANCE)
+
+
+def test_removing_unknown_ids_is_ignored() -> None:
+    index, ids, _ = filled(20, 8, exact_limit=100)
+
+    assert index.remove(np.array([10**9, int(ids[0]), int(ids[0])])) == 1
+    assert index.remove(np.array([], dtype=np.int64)) == 0
+    assert len(index) == 19
+
+
+@given(
+    operations=st.lists(
+        st.tuples(st.booleans(), st.lists(st.integers(0, 40), min_size=1, max_size=8)),
+        min_size=1,
+        max_size=12,
+    ),
+    exact_limit=st.sampled_from([0, 10, 1_000]),
+)
+@settings(max_examples=40, deadline=None)
+def test_search_agrees_with_a_dict_model_after_any_adds_and_removes(
+    operations: list[tuple[bool, list[int]]], exact_limit: int
+) -> None:
+    rng = np.random.default_rng(12)
+    index = VectorIndex(8, exact_limit=exact_limit)
+    model: dict[int, np.ndarray] = {}
+    for is_add, batch in operations:
+        ids = np.array(batch, dtype=np.int64)
+        if is_add:
+            vectors = unit_vectors(rng, len(ids), 8)
+            index.add(ids, vectors)
+            model.update(zip(batch, vectors, strict=True))
+        else:
+            assert index.remove(ids) == len(set(batch) & model.keys())
+            for i in batch:
+                model.pop(i, None)
+    assert len(index) == len(model)
+    assert all(i in index for i in model)
+    query = unit_vectors(rng, 1, 8)
+
+    scores, found = index.search(query, 50)
+
+    hits = found[0][found[0] >= 0]
+    assert set(hits.tolist()) <= model.keys()
+    assert len(set(hits.tolist())) == len(hits)
+    if not index.approximate:
+        assert len(hits) == len(model)
+    expected = np.array([model[i] @ query[0] for i in hits.tolist()], dtype=np.float32)
+    np.testing.assert_allclose(scores[0, : len(hits)], expected, atol=FP16_TOLERANCE)
+
+
+def test_batch_add_equals_one_at_a_time() -> None:
+    rng = np.random.default_rng(13)
+    vectors = unit_vectors(rng, 60, 16)
+    batched, single = VectorIndex(16), VectorIndex(16)
+
+    batched.add(np.arange(60), vectors)
+    for i in range(60):
+        single.add(np.array([i]), vectors[i : i + 1])
+
+    queries = unit_vectors(rng, 10, 16)
+    for left, right in zip(batched.search(queries, 7), single.search(queries, 7), strict=True):
+        np.testing.assert_array_equal(left, right)
+
+
+@pytest.mark.parametrize("exact_limit", [10_000, 100], ids=["flat", "hnsw"])
+def test_save_load_round_trip(tmp_path: Path, exact_limit: int) -> None:
+    index, ids, vectors = filled(400, 32, exact_limit=exact_limit, seed=14)
+    index.remove(ids[:40])
+    path = tmp_path / "vectors.npz"
+
+    index.save(path, fingerprint=FINGERPRINT)
+    loaded = VectorIndex.load(path, fingerprint=FINGERPRINT, dimension=32)
+
+    assert loaded.approximate == index.approximate
+    assert len(loaded) == len(index) == 360
+    assert loaded.tombstones == index.tombstones
+    assert int(ids[0]) not in loaded and int(ids[40]) in loaded
+    for left, right in zip(loaded.search(vectors, 10), index.search(vectors, 10), strict=True):
+        np.testing.assert_array_equal(left, right)
+    loaded.add(ids[:1], vectors[:1])
+    assert loaded.remove(ids[40:41]) == 1
+    assert len(loaded) == 360
+    assert ids[40] not in loaded.search(vectors[40:41], 10)[1]
+    assert [p.name for p in tmp_path.iterdir()] == ["vectors.npz"]
+
+
+def test_save_replaces_an_existing_snapshot(tmp_path: Path) -> None:
+    path = tmp_path / "vectors.npz"
+    first, _, _ = filled(10, 8, exact_limit=100, seed=15)
+    second, _, _ = filled(20, 8, exact_limit=100, seed=16)
+
+    first.save(path, fingerprint=FINGERPRINT)
+    second.save(path, fingerprint=FINGERPRINT)
+
+    assert len(VectorIndex.load(path, fingerprint=FINGERPRINT)) == 20
+
+
+@pytest.mark.parametrize(
+    ("expectation", "message"),
+    [
+        ({"fingerprint": "fedcba9876543210"}, "fingerprint='0123456789abcdef'"),
+        ({"dimension": 64}, "dimension=32"),
+        ({"exact_limit": 5}, "exact_limit=100"),
+        ({"hnsw_m": 16}, "hnsw_m=32"),
+        ({"ef_construction": 40}, "ef_construction=80"),
+    ],
+)
+def test_load_refuses_other_settings(
+    tmp_path: Path, expectation: dict[str, object], message: str
+) -> None:
+    index, _, _ = filled(150, 32, exact_limit=100)
+    path = tmp_path / "vectors.npz"
+    index.save(path, fingerprint=FINGERPRINT)
+    arguments: dict[str, object] = {"fingerprint": FINGERPRINT, **expectation}
+
+    with pytest.raises(IndexMismatchError, match="rebuilt from the record") as raised:
+        VectorIndex.load(path, **arguments)  # type: ignore[arg-type]
+
+    assert message in str(raised.value)
+
+
+def test_load_accepts_another_ef_search(tmp_path: Path) -> None:
+    index, _, vectors = filled(300, 16, exact_limit=100)
+    path = tmp_path / "vectors.npz"
+    index.save(path, fingerprint=FINGERPRINT)
+
+    loaded = VectorIndex.load(path, fingerprint=FINGERPRINT, ef_search=200)
+
+    assert loaded.ef_search == 200
+    assert loaded.search(vectors[:5], 3)[1].shape == (5, 3)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "garbage", "empty"])
+def test_load_refuses_a_corrupted_file(tmp_path: Path, damage: str) -> None:
+    index, _, _ = filled(300, 16, exact_limit=100)
+    path = tmp_path / "vectors.npz"
+    index.save(path, fingerprint=FINGERPRINT)
+    content = bytearray(path.read_bytes())
+    if damage == "flip":
+        content[len(content) // 2] ^= 0xFF
+    elif damage == "truncate":
+        del content[len(content) // 2 :]
+    elif damage == "garbage":
+        content = bytearray(b"not an index" * 100)
+    else:
+        content = bytearray()
+    path.write_bytes(bytes(content))
+
+    with pytest.raises(IndexMismatchError, match=r"unreadable.*rebuilt from the record"):
+        VectorIndex.load(path, fingerprint=FINGERPRINT)
+
+
+def test_load_of_a_missing_file_raises_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        VectorIndex.load(tmp_path / "absent.npz", fingerprint=FINGERPRINT)
+
+
+def test_memory_estimate_tracks_faiss_serialized_size() -> None:
+    flat, _, _ = filled(1_000, 384, exact_limit=10_000)
+    hnsw, _, _ = filled(1_000, 384, exact_limit=100)
+
+    for index in (flat, hnsw):
+        serialized = len(faiss.serialize_index(index._index))
+        assert serialized < index.memory_bytes() < serialized + 200 * len(index)
+    assert 768 < flat.memory_bytes() / 1_000 < hnsw.memory_bytes() / 1_000 < 1_300
+
+
+def test_invalid_input_is_refused_with_a_clear_message() -> None:
+    index = VectorIndex(4)
+    good = np.eye(4, dtype=np.float32)
+
+    with pytest.raises(ValueError, match=r"shape \(n, 4\)"):
+        index.add(np.arange(4), good[:, :3])
+    with pytest.raises(ValueError, match="one id per vector"):
+        index.add(np.arange(3), good)
+    with pytest.raises(ValueError, match="negative"):
+        index.add(np.array([0, 1, 2, -1]), good)
+    with pytest.raises(ValueError, match="integers"):
+        index.add(np.array([0.0, 1.0, 2.0, 3.0]), good)
+    with pytest.raises(ValueError, match="NaN"):
+        index.add(np.arange(4), good * np.nan)
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        index.search(good, 0)
+    with pytest.raises(ValueError, match="exact_limit"):
+        VectorIndex(4, exact_limit=-1)
+
+
+def test_concurrent_adds_and_searches() -> None:
+    dimension = 32
+    vectors = unit_vectors(np.random.default_rng(17), 2_400, dimension)
+    index = VectorIndex(dimension, exact_limit=500)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def write(worker: int) -> None:
+        try:
+            for start in range(worker * 600, (worker + 1) * 600, 50):
+                index.add(np.arange(start, start + 50), vectors[start : start + 50])
+                index.remove(np.array([start]))
+        except BaseException as error:
+            errors.append(error)
+
+    def read() -> None:
+        try:
+            while not done.is_set():
+                _, found = index.search(vectors[:8], 5)
+                assert found.shape == (8, 5)
+        except BaseException as error:
+            errors.append(error)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    writers = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for thread in readers + writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    done.set()
+    for thread in readers:
+        thread.join()
+
+    assert not errors
+    assert index.approximate
+    assert len(index) == 2_400 - 48
