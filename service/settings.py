@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SAMESTORY_", extra="ignore")
 
     data_dir: Path = Field(Path("samestory-data"), description="SQLite record and snapshots")
+    mode: Mode = Field(
+        "stories", description="'stories' (duplicates and stories) or 'dedup' (no model)"
+    )
     model: str = Field(DEFAULT_MODEL, description="sentence-transformers name or directory")
     model_cache_dir: Path = Field(default_factory=default_model_cache)
     device: str = Field("cpu", description="torch device for the model, e.g. cpu or cuda")
@@ -48,6 +51,12 @@ class Settings(BaseSettings):
     embed_max_tokens: int | None = Field(None, ge=16, le=512)
     log_level: str = "INFO"
 
+    def required_api_key(self) -> str | None:
+        """The key requests must carry; ``None`` when none is set (unset or empty)."""
+        if self.api_key is None:
+            return None
+        return self.api_key.get_secret_value() or None
+
     def parameters(self) -> Parameters:
         """Engine parameters: the defaults with every threshold the operator set."""
         changes: dict[str, object] = {"model": self.model, "device": self.device}
@@ -65,8 +74,14 @@ class Settings(BaseSettings):
         return Parameters().replace(**changes)
 
 
-def open_engine(settings: Settings, *, mode: Mode = "stories") -> Engine:
-    """Open the engine the settings describe (loading the model only in ``stories`` mode)."""
+def open_engine(settings: Settings, *, mode: Mode | None = None) -> Engine:
+    """Open the engine the settings describe (loading the model only in ``stories`` mode).
+
+    Args:
+        settings: the service settings.
+        mode: overrides ``settings.mode`` when given.
+    """
+    mode = mode or settings.mode
     params = settings.parameters()
     embedder = None
     if mode == "stories":

@@ -1,0 +1,120 @@
+"""Shared fixtures: the offline default model's cache and running apps.
+
+The converted default model (~470 MB) is built once per machine into a persistent cache,
+``$SAMESTORY_TEST_MODEL_CACHE`` or ``<repo>/.cache/models``, never once per test.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+REPO = Path(__file__).resolve().parents[1]
+
+StartApp = Callable[..., TestClient]
+
+# Every operation of REST API v1 (DESIGN.md), as OpenAPI names them.
+OPERATIONS = [
+    ("POST", "/v1/articles"),
+    ("POST", "/v1/articles/batch"),
+    ("POST", "/v1/match"),
+    ("POST", "/v1/similarity"),
+    ("GET", "/v1/articles/{article_id}"),
+    ("DELETE", "/v1/articles/{article_id}"),
+    ("GET", "/v1/clusters/{cluster_id}"),
+    ("GET", "/v1/clusters"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+]
+
+
+@pytest.fixture(scope="session")
+def model_cache_dir() -> Path:
+    """Where the converted default model is cached between test runs."""
+    return Path(os.environ.get("SAMESTORY_TEST_MODEL_CACHE", REPO / ".cache" / "models"))
+
+
+@pytest.fixture(scope="session")
+def default_model(model_cache_dir: Path) -> Path:
+    """The offline default model, built into :func:`model_cache_dir` if missing."""
+    from index.modelcache import build_default_model
+
+    return build_default_model(model_cache_dir)
+
+
+def wait_ready(client: TestClient, timeout: float = 300.0) -> None:
+    """Poll ``/readyz`` until the app has loaded its engine."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get("/readyz")
+        if response.status_code == 200:
+            return
+        assert response.status_code == 503, response.text
+        if "failed to load" in response.json()["detail"] or time.monotonic() > deadline:
+            raise AssertionError(f"the app did not get ready: {response.json()['detail']}")
+        time.sleep(0.05)
+
+
+def _start(data_dir: Path, model_cache: Path | None, **overrides: Any) -> TestClient:
+    """A started, ready app client; the caller must ``__exit__`` it."""
+    from service.app import create_app
+    from service.settings import Settings
+
+    settings = Settings(
+        data_dir=data_dir,
+        model_cache_dir=model_cache or data_dir / "models",
+        synchronous="normal",
+        **overrides,
+    )
+    client = TestClient(create_app(settings))
+    client.__enter__()
+    try:
+        wait_ready(client)
+    except BaseException:
+        client.__exit__(None, None, None)
+        raise
+    return client
+
+
+@pytest.fixture
+def start_app(tmp_path: Path) -> Iterator[StartApp]:
+    """Start apps on fresh data directories; ``start_app(mode="dedup", api_key="k")``.
+
+    Each app is shut down (its engine closed) when the test ends.
+    """
+    clients: list[TestClient] = []
+    count = 0
+
+    def start(**overrides: Any) -> TestClient:
+        nonlocal count
+        count += 1
+        client = _start(tmp_path / f"data{count}", None, **overrides)
+        clients.append(client)
+        return client
+
+    yield start
+    for client in reversed(clients):
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def dedup_client(start_app: StartApp) -> TestClient:
+    """A ready app in dedup mode (no model) on a fresh data directory."""
+    return start_app(mode="dedup")
+
+
+@pytest.fixture(scope="module")
+def stories_client(
+    tmp_path_factory: pytest.TempPathFactory, default_model: Path
+) -> Iterator[TestClient]:
+    """A ready app in stories mode with the real default model, shared by a module."""
+    client = _start(tmp_path_factory.mktemp("stories"), default_model.parent)
+    yield client
+    client.__exit__(None, None, None)

@@ -1,0 +1,134 @@
+"""The ``samestory`` command line: every command has help; errors are clean messages."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.cli import build_parser, main
+
+COMMANDS = ["serve", "dedup", "build-model"]
+
+
+def test_every_command_is_listed() -> None:
+    parser = build_parser()
+    listed = {
+        name
+        for action in parser._subparsers._group_actions  # type: ignore[union-attr]
+        for name in action.choices
+    }
+
+    assert listed == set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", [[], *([name] for name in COMMANDS)])
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: samestory {' '.join(command)}".rstrip())
+    assert len(out.splitlines()) > 3
+
+
+def test_serve_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+
+    out = capsys.readouterr().out
+    assert "--host" in out and "127.0.0.1" in out
+    assert "--port" in out and "8000" in out
+    assert "--data-dir" in out and "./samestory-data" in out
+
+
+def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([])
+
+    assert exited.value.code == 2
+    assert "required: COMMAND" in capsys.readouterr().err
+
+
+def test_invalid_settings_are_a_clean_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SAMESTORY_MAX_BATCH", "0")
+
+    with pytest.raises(SystemExit) as exited:
+        main(["serve"])
+
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("samestory: error: invalid settings")
+    assert "max_batch" in err
+
+
+def test_build_model_prints_the_model_directory(
+    default_model: Path, model_cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["build-model", "--cache-dir", str(model_cache_dir)]) == 0
+
+    assert capsys.readouterr().out.strip() == str(default_model)
+
+
+def test_build_model_reads_the_cache_dir_setting(
+    default_model: Path,
+    model_cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("SAMESTORY_MODEL_CACHE_DIR", str(model_cache_dir))
+
+    assert main(["build-model"]) == 0
+
+    assert capsys.readouterr().out.strip() == str(default_model)
+
+
+def test_build_model_failure_is_a_clean_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+
+    with pytest.raises(SystemExit) as exited:
+        main(["build-model", "--cache-dir", str(blocker / "models")])
+
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("samestory: error: ")
+    assert "Traceback" not in err
+
+
+def test_console_script_is_installed() -> None:
+    script = shutil.which("samestory", path=str(Path(sys.executable).parent))
+    assert script, "samestory is not installed: pip install -e '.[dev]'"
+
+    done = subprocess.run(
+        [script, "--help"], capture_output=True, text=True, timeout=120, check=False
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: samestory")
+
+
+def test_help_does_not_import_the_web_stack() -> None:
+    code = (
+        "import sys\n"
+        "from service.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = {'fastapi', 'uvicorn', 'torch', 'sentence_transformers'} & set(sys.modules)\n"
+        "print(sorted(heavy))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+
+    assert done.stdout.strip().splitlines()[-1] == "[]"
