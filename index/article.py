@@ -45,7 +45,9 @@ class Article:
             object.__setattr__(self, "published_at", self.published_at.replace(tzinfo=UTC))
 
 
-def parse_timestamp(value: str | datetime | None, *, field: str = "published_at") -> datetime | None:
+def parse_timestamp(
+    value: str | datetime | None, *, field: str = "published_at"
+) -> datetime | None:
     """Parse an RFC 3339 timestamp (a bare date is taken as midnight UTC).
 
     Raises:

@@ -479,9 +479,7 @@ def deduplicate(options: DedupOptions, settings: Settings | None = None) -> Summ
             )
         else:
             store = options.store
-        # Settings() reads SAMESTORY_* like the service; mypy without pydantic's plugin takes
-        # its fields for required arguments.
-        settings = settings or Settings()  # type: ignore[call-arg]
+        settings = settings or Settings()
         engine = stack.enter_context(_open_engine(settings, options, store))
         rejects = stack.enter_context(open(options.rejects_path, "wb"))
         batch = _Batch(options, engine, rejects, summary)
