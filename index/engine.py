@@ -68,9 +68,12 @@ from index.store import (
     encode_signature,
 )
 from index.stories import (
-    StoryFeatures,
-    centroid_similarity,
-    days_outside,
+    CandidateStory,
+    Neighbour,
+    StoryQuery,
+    candidate_stories,
+    choose_story,
+    pair_features,
     story_probability,
     unit,
 )
@@ -278,7 +281,10 @@ class Engine:
             )
             if self._embedder is not None:
                 self._vectors = VectorIndex.load(
-                    self._snapshot_dir / "vectors.faiss", fingerprint=self._fingerprint
+                    self._snapshot_dir / "vectors.faiss",
+                    fingerprint=self._fingerprint,
+                    dimension=self._embedder.dimension,
+                    exact_limit=self.params.exact_search_limit,
                 )
             after_row = int(state["max_row"])
             how = "snapshot"
@@ -409,9 +415,6 @@ class Engine:
         for index, (article, body, keys) in enumerate(cleaned):
             head = body if not article.title else f"{article.title}\n{body}"
             published = article.published_at.timestamp() if article.published_at else now
-            language = article.language
-            if language is None and self.mode == "stories":
-                language = detect_language(body)
             prepared.append(
                 _Prepared(
                     article=article,
@@ -425,7 +428,7 @@ class Engine:
                     embed_text=head[: self.params.embed_max_chars],
                     published_at=published,
                     received_at=now,
-                    language=language,
+                    language=article.language,
                     line_keys=keys,
                 )
             )
@@ -514,53 +517,44 @@ class Engine:
         found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
         if not found:
             return None, None
-        facts = self._store.neighbour_facts([row for row, _score in found])
-        window = params.story_window_days
-        per_story: dict[int, tuple[float, float]] = {}
-        for row, score in found:
-            fact = facts.get(row)
-            if fact is None:
-                continue
-            story_row_value, published_at, terms = fact
-            if abs(published_at - prepared.published_at) > window * 86_400.0:
-                continue
-            lexical = weighted_overlap(prepared.terms, terms, self._frequencies)
-            dense_best, lexical_best = per_story.get(story_row_value, (-1.0, 0.0))
-            per_story[story_row_value] = (max(dense_best, score), max(lexical_best, lexical))
-        if not per_story:
-            return None, None
-        ranked = sorted(per_story.items(), key=lambda item: -item[1][0])
-        ranked = ranked[: params.max_story_candidates]
-        stories = self._store.stories(row for row, _values in ranked)
-        best_row: int | None = None
-        best_probability = -1.0
-        for row, (dense_best, lexical_best) in ranked:
-            story = stories.get(row)
-            if story is None:
-                continue
-            features = StoryFeatures(
-                dense_best=dense_best,
-                dense_centroid=centroid_similarity(embedding, story.centroid),
-                lexical_best=lexical_best,
-                days_apart=days_outside(
-                    prepared.published_at, story.first_published_at, story.last_published_at
-                ),
+        rows = self._store.articles(row for row, _score in found)
+        neighbours = [
+            Neighbour(
+                story_row=rows[row].story_row,
+                dense=score,
+                published_at=rows[row].published_at,
+                terms=rows[row].terms,
+                language=rows[row].language,
             )
-            probability = story_probability(features, params)
-            if probability > best_probability:
-                best_row, best_probability = row, probability
-        if best_row is None:
+            for row, score in found
+            if row in rows
+        ]
+        query = self._story_query(prepared, embedding)
+        candidates = candidate_stories(query, neighbours, params)
+        if not candidates:
             return None, None
-        probability = round(best_probability, 6)
-        if best_probability >= params.story_threshold:
-            return best_row, probability
-        return None, probability
+        stored = self._store.stories(row for row, _members in candidates)
+        stories = {
+            row: CandidateStory(story.centroid, story.first_published_at, story.last_published_at)
+            for row, story in stored.items()
+        }
+        return choose_story(query, candidates, stories, params, self._frequencies)
+
+    def _story_query(self, prepared: _Prepared, embedding: Vector) -> StoryQuery:
+        # Language is otherwise detected only on commit; scoring needs it to know when
+        # missing term overlap is expected (a story reported in another language).
+        language = prepared.language or detect_language(prepared.body)
+        return StoryQuery(embedding, prepared.terms, language, prepared.published_at)
 
     # -- committing -------------------------------------------------------------------------
 
     def _commit(self, prepared: _Prepared, decision: _Decision) -> int:
         article = prepared.article
         store = self._store
+        language = prepared.language
+        if language is None and self.mode == "stories":
+            # Detected only for what is stored: a match never needs it (~1 ms an article).
+            language = detect_language(prepared.body)
         row = store.insert_article(
             {
                 "id": article.id,
@@ -568,7 +562,7 @@ class Engine:
                 "title": article.title,
                 "url": article.url,
                 "source": article.source,
-                "language": prepared.language,
+                "language": language,
                 "published_at": prepared.published_at,
                 "received_at": prepared.received_at,
                 "text_hash": prepared.text_hash,
@@ -667,10 +661,14 @@ class Engine:
             raise StoryNotFoundError(story_id(story_row))
         canonical = self._store.article(story.canonical_row)
         assert canonical is not None, "a story's canonical is not stored"
+        return self._cluster_of(story, canonical)
+
+    @classmethod
+    def _cluster_of(cls, story: StoryRow, canonical: ArticleRow) -> Cluster:
         return Cluster(
             id=story_id(story.row),
             size=story.size,
-            canonical=self._canonical(canonical),
+            canonical=cls._canonical(canonical),
             first_published_at=_timestamp(story.first_published_at),
             last_published_at=_timestamp(story.last_published_at),
         )
@@ -685,19 +683,36 @@ class Engine:
             published_at=_timestamp(row.published_at),
         )
 
-    def _verdict(self, row: ArticleRow, *, stored: bool = True) -> Verdict:
-        duplicate_of = None
-        if row.original_row is not None:
-            duplicate_of = self._store.article_ids([row.original_row]).get(row.original_row)
-        return Verdict(
-            id=row.id,
-            status=row.status,  # type: ignore[arg-type]
-            duplicate_of=duplicate_of,
-            duplicate_similarity=row.duplicate_similarity,
-            story_similarity=row.story_similarity,
-            cluster=self._cluster(row.story_row),
-            stored=stored,
+    def _verdict(self, row: ArticleRow) -> Verdict:
+        return self._verdicts([row])[0]
+
+    def _verdicts(self, rows: Sequence[ArticleRow]) -> list[Verdict]:
+        """:meth:`_verdict` of many rows, with a few queries instead of a few per row."""
+        store = self._store
+        originals = store.article_ids(
+            row.original_row for row in rows if row.original_row is not None
         )
+        stories = store.stories(row.story_row for row in rows)
+        canonicals = store.articles(story.canonical_row for story in stories.values())
+        verdicts: list[Verdict] = []
+        for row in rows:
+            story = stories.get(row.story_row)
+            if story is None:
+                raise StoryNotFoundError(story_id(row.story_row))
+            verdicts.append(
+                Verdict(
+                    id=row.id,
+                    status=row.status,  # type: ignore[arg-type]
+                    duplicate_of=None
+                    if row.original_row is None
+                    else originals.get(row.original_row),
+                    duplicate_similarity=row.duplicate_similarity,
+                    story_similarity=row.story_similarity,
+                    cluster=self._cluster_of(story, canonicals[story.canonical_row]),
+                    stored=True,
+                )
+            )
+        return verdicts
 
     def _existing(self, article: Article) -> ArticleRow | None:
         row = self._store.article_by_id(article.id)
@@ -730,17 +745,22 @@ class Engine:
             return []
         with self._lock:
             now = time.time()
+            stored_hashes = self._store.text_hashes(article.id for article in articles)
             seen: dict[str, str] = {}
             fresh: list[Article] = []
             for article in articles:
+                digest = _sha256(article.text)
                 previous = seen.get(article.id)
                 if previous is not None:
-                    if previous != _sha256(article.text):
+                    if previous != digest:
                         raise ConflictError(article.id)
                     continue
-                seen[article.id] = _sha256(article.text)
-                if self._existing(article) is None:
+                seen[article.id] = digest
+                stored_hash = stored_hashes.get(article.id)
+                if stored_hash is None:
                     fresh.append(article)
+                elif stored_hash != digest:
+                    raise ConflictError(article.id)
             prepared = self._prepare_many(fresh, now)
             embeddings = self._batch_embeddings(prepared)
             applied: list[tuple[int, _Prepared, _Decision]] = []
@@ -761,12 +781,8 @@ class Engine:
             self._since_snapshot += len(applied)
             if self._since_snapshot >= self._snapshot_every:
                 self.snapshot()
-            verdicts: list[Verdict] = []
-            for article in articles:
-                stored = self._store.article_by_id(article.id)
-                assert stored is not None
-                verdicts.append(self._verdict(stored))
-            return verdicts
+            rows = self._store.articles_by_id(seen)
+            return self._verdicts([rows[article.id] for article in articles])
 
     def _batch_embeddings(self, prepared: Sequence[_Prepared]) -> dict[str, Vector]:
         """Embed, in one call, the articles that are no copy of a stored or earlier one."""
@@ -869,12 +885,11 @@ class Engine:
         if self._embedder is None:
             return weighted_overlap(first.terms, second.terms, self._frequencies)
         vectors = self._embed([first.embed_text, second.embed_text])
-        dense = float(np.dot(vectors[0], vectors[1]))
-        features = StoryFeatures(
-            dense_best=dense,
-            dense_centroid=dense,
-            lexical_best=weighted_overlap(first.terms, second.terms, self._frequencies),
-            days_apart=abs(first.published_at - second.published_at) / 86_400.0,
+        features = pair_features(
+            float(np.dot(vectors[0], vectors[1])),
+            self._story_query(first, vectors[0]),
+            self._story_query(second, vectors[1]),
+            self._frequencies,
         )
         return story_probability(features, self.params)
 
@@ -927,6 +942,18 @@ class Engine:
                             store.update_article(member.row, original_row=promoted.row)
                 store.delete_article(row.row)
                 self._shrink_story(row, promoted)
+                if promoted is not None:
+                    # The promoted copy is now an original: its verdict says so.
+                    others = [
+                        member
+                        for member in store.story_members(promoted.story_row)
+                        if member.original_row is None and member.row != promoted.row
+                    ]
+                    store.update_article(
+                        promoted.row,
+                        status="same_story" if others else "new_story",
+                        duplicate_similarity=None,
+                    )
             self._lsh.remove(row.row)
             if row.original_row is None:
                 self._frequencies.remove(row.terms)

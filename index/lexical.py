@@ -19,6 +19,7 @@ from index.errors import IndexMismatchError
 TermHashes = npt.NDArray[np.uint32]
 
 _SKETCH_BITS = 20
+_ONE = np.uint32(1)
 
 
 class DocumentFrequencies:
@@ -31,7 +32,9 @@ class DocumentFrequencies:
 
     def add(self, terms: TermHashes) -> None:
         """Count one document's (unique) terms."""
-        np.add.at(self._counts, terms & self._mask, 1)
+        # A uint32 increment keeps add.at on its typed fast path: a Python int 1 made it
+        # cast per element, 406 us instead of 17 us for 600 terms (numpy 2.4).
+        np.add.at(self._counts, terms & self._mask, _ONE)
         self.documents += 1
 
     def remove(self, terms: TermHashes) -> None:

@@ -312,6 +312,32 @@ class Store:
                 result[row] = article_id
         return result
 
+    def articles_by_id(self, article_ids: Iterable[str]) -> dict[str, ArticleRow]:
+        """The stored articles among ``article_ids``, by id."""
+        wanted = sorted(set(article_ids))
+        result: dict[str, ArticleRow] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for values in self.connection.execute(
+                f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE id IN ({marks})", chunk
+            ):
+                result[values[1]] = _article(values)
+        return result
+
+    def text_hashes(self, article_ids: Iterable[str]) -> dict[str, str]:
+        """The stored text hash of each of ``article_ids`` that is stored."""
+        wanted = sorted(set(article_ids))
+        result: dict[str, str] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for article_id, text_hash in self.connection.execute(
+                f"SELECT id, text_hash FROM articles WHERE id IN ({marks})", chunk
+            ):
+                result[article_id] = text_hash
+        return result
+
     def neighbour_facts(
         self, rows: Sequence[int]
     ) -> dict[int, tuple[int, float, npt.NDArray[np.uint32]]]:

@@ -262,11 +262,13 @@ SPACELESS_RANGES: tuple[tuple[int, int], ...] = (
     (0x20000, 0x3134F),
 )
 _SPACELESS_SAMPLE_CHARS = 2000
-_SPACELESS_LETTER_RE = re.compile(
-    "(?=[^\\W\\d_])["
+_SPACELESS_CLASS = (
+    "["
     + "".join(f"{re.escape(chr(low))}-{re.escape(chr(high))}" for low, high in SPACELESS_RANGES)
     + "]"
 )
+_SPACELESS_CHAR_RE = re.compile(_SPACELESS_CLASS)
+_SPACELESS_LETTER_RE = re.compile("(?=[^\\W\\d_])" + _SPACELESS_CLASS)
 _LETTER_RE = re.compile(r"[^\W\d_]")
 
 
@@ -283,6 +285,10 @@ def is_spaceless(text: str) -> bool:
         True when more than half of the sampled letters are in such scripts.
     """
     sample = text[:_SPACELESS_SAMPLE_CHARS]
+    # Most texts hold no character of these scripts at all, and one scan that builds no
+    # list settles that: 110 us down to a few per SaudiNewsNet article.
+    if _SPACELESS_CHAR_RE.search(sample) is None:
+        return False
     letters = len(_LETTER_RE.findall(sample))
     if not letters:
         return False

@@ -1,0 +1,650 @@
+"""Calibrate the story score on the dev data: weights, intercept and threshold.
+
+Run from the repository root (about 15 minutes on the 2-core CPU machine the first time;
+embeddings are cached under ``benchmarks/results/``, later runs take about a minute)::
+
+    .venv/bin/python benchmarks/calibrate.py
+
+What it does, with the engine's own code for every number it learns from:
+
+1. Features. SemEval-2022 Task 8 dev pairs and ECB+ dev documents are prepared by the
+   engine (cleaning, terms, the embedded text, language) and embedded by the configured
+   model. A SemEval pair gives :func:`index.stories.pair_features`. ECB+ gives, for every
+   document fed in a shuffled order, the features of each candidate story that
+   :func:`index.stories.candidate_stories` proposes, with stories kept as the *gold*
+   clusters so far (teacher forcing); the label says whether it is the document's story.
+2. Weights. A logistic regression on the SemEval pairs with soft labels
+   ``(4 - overall) / 3``: dense (split evenly between best member and centroid, which a
+   pair cannot tell apart), ``cross_language`` and the intercept are learned; the lexical
+   weight is held (``--fixed``), because it trades SemEval correlation (which it lowers)
+   against ECB+ clustering (which it raises) and that trade was chosen on a grid, see
+   ``benchmarks/README.md``. ``--fit-on both`` adds the ECB+ candidates (each set
+   weighted to the same total) and ``--fit-on ecb`` uses them alone; both clustered ECB+
+   worse when replayed online (README). Reported: 10-fold cross-validated SemEval
+   Pearson/AUC (folds over pairs) and ECB+ candidate AUC (folds over topics), next to
+   the fit on everything.
+3. Threshold. The online decision of the engine (:func:`index.stories.choose_story`, exact
+   nearest neighbours as FAISS's flat index below ``exact_search_limit``) replayed on ECB+
+   in three shuffled orders for each threshold of a grid; B-cubed F1 per threshold,
+   and a two-fold check over topics (the threshold picked on one half, scored on the
+   other). The picked threshold is the middle of the thresholds within 0.005 of the best
+   mean F1, not the single best point.
+
+The printed weights, intercept and threshold are what ``index/params.py`` ships.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.quality import (  # noqa: E402
+    DEFAULT_DATA,
+    DEFAULT_MODEL_CACHE,
+    ORDER_SEEDS,
+    RESULTS,
+    EcbDocument,
+    SemevalPair,
+    bcubed,
+    load_ecb,
+    load_semeval,
+    similarity_scores,
+)
+
+logger = logging.getLogger("benchmarks.calibrate")
+
+Matrix = npt.NDArray[np.float64]
+
+
+class DiskCachedEmbedder:
+    """The configured model, with every embedding kept in an ``.npz`` file between runs.
+
+    The key covers the model, prompt and token limit, so another configuration never
+    reads these vectors.
+    """
+
+    def __init__(self, inner: Any, params: Any, directory: Path) -> None:
+        self._inner = inner
+        self.dimension: int = inner.dimension
+        self.name: str = inner.name
+        tag = f"{params.model}|{params.embed_prompt}|{params.embed_max_tokens}"
+        digest = hashlib.sha256(tag.encode()).hexdigest()[:12]
+        self._path = directory / f"embeddings-{digest}.npz"
+        self._vectors: dict[str, npt.NDArray[np.float32]] = {}
+        if self._path.exists():
+            with np.load(self._path) as stored:
+                self._vectors = dict(zip(stored["keys"].tolist(), stored["vectors"], strict=True))
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Embed ``texts``, calling the model only for texts never embedded before."""
+        keys = [self._key(text) for text in texts]
+        missing = {key: text for key, text in zip(keys, texts, strict=True)}
+        missing = {key: text for key, text in missing.items() if key not in self._vectors}
+        if missing:
+            vectors = self._inner.embed(list(missing.values()))
+            self._vectors.update(zip(missing, vectors, strict=True))
+            self.save()
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack([self._vectors[key] for key in keys]).astype(np.float32)
+
+    def save(self) -> None:
+        """Write the cache (atomically)."""
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        keys = list(self._vectors)
+        tmp = self._path.with_suffix(".tmp.npz")
+        np.savez(tmp, keys=np.array(keys), vectors=np.stack([self._vectors[k] for k in keys]))
+        tmp.replace(self._path)
+
+
+# -- features --------------------------------------------------------------------------------
+
+
+@dataclass
+class PreparedDocument:
+    """What story scoring needs of one document, as the engine computes it."""
+
+    query: Any
+    gold: str
+
+
+def _prepare(engine: Any, articles: Sequence[Any]) -> list[Any]:
+    """Each article's story query, through the engine's own preparation and embedding.
+
+    Calibration must learn from exactly what the engine computes, so it uses the engine's
+    private preparation and embedding steps rather than a re-implementation. Articles the
+    engine refuses (boilerplate only) give None.
+    """
+    from index.errors import InvalidArticleError
+
+    prepared: list[Any] = []
+    for article in articles:
+        try:
+            prepared.extend(engine._prepare_many([article], time.time()))
+        except InvalidArticleError:
+            prepared.append(None)
+    usable = [item for item in prepared if item is not None]
+    vectors = iter(engine._embed([item.embed_text for item in usable]))
+    return [None if item is None else engine._story_query(item, next(vectors)) for item in prepared]
+
+
+def semeval_features(engine: Any, pairs: Sequence[SemevalPair]) -> Matrix:
+    """One row of :func:`index.stories.pair_features` per pair (document frequencies of
+    an empty engine, as ``Engine.similarity`` on a fresh engine has); NaN where the
+    engine refuses a side."""
+    from index.article import Article
+    from index.stories import pair_features
+
+    queries = _prepare(
+        engine,
+        [
+            Article(id=f"{pair.id}:{side}", text=text)
+            for pair in pairs
+            for side, text in ((1, pair.text1), (2, pair.text2))
+        ],
+    )
+    rows: list[list[float]] = []
+    for index in range(len(pairs)):
+        first, second = queries[2 * index], queries[2 * index + 1]
+        if first is None or second is None:
+            rows.append([float("nan")] * 5)
+            continue
+        dense = float(np.dot(first.embedding, second.embedding))
+        rows.append(pair_features(dense, first, second, None).vector())
+    return np.array(rows, dtype=np.float64)
+
+
+def ecb_documents(engine: Any, documents: Sequence[EcbDocument]) -> list[PreparedDocument]:
+    """ECB+ documents prepared and embedded by the engine."""
+    from index.article import Article
+
+    queries = _prepare(engine, [Article(id=doc.id, text=doc.text) for doc in documents])
+    return [
+        PreparedDocument(query=_undated(query), gold=doc.story)
+        for query, doc in zip(queries, documents, strict=True)
+        if query is not None
+    ]
+
+
+class OnlineReplay:
+    """The engine's story decision replayed over documents fed one at a time.
+
+    Neighbours are exact (the engine's FAISS index is flat below ``exact_search_limit``),
+    document frequencies grow as the engine's do, and stories keep summed embeddings and
+    their members' facts exactly as the store does.
+    """
+
+    def __init__(self, documents: Sequence[PreparedDocument], params: Any) -> None:
+        from index.lexical import DocumentFrequencies
+
+        self.documents = documents
+        self.params = params
+        self.matrix = np.stack([doc.query.embedding for doc in documents])
+        self.frequencies = DocumentFrequencies()
+        self.story_of: dict[int, int] = {}
+        self.centroids: dict[int, npt.NDArray[np.float32]] = {}
+        self.seen: list[int] = []
+
+    def neighbours(self, index: int) -> list[Any]:
+        """The stored documents nearest to ``index``, as :class:`index.stories.Neighbour`."""
+        from index.stories import Neighbour
+
+        if not self.seen:
+            return []
+        seen = np.array(self.seen)
+        scores = self.matrix[seen] @ self.matrix[index]
+        top = np.argsort(-scores, kind="stable")[: self.params.story_neighbours]
+        result = []
+        for position in top.tolist():
+            other = self.documents[int(seen[position])].query
+            result.append(
+                Neighbour(
+                    story_row=self.story_of[int(seen[position])],
+                    dense=float(scores[position]),
+                    published_at=other.published_at,
+                    terms=other.terms,
+                    language=other.language,
+                )
+            )
+        return result
+
+    def stories(self, rows: Sequence[int]) -> dict[int, Any]:
+        """The candidate stories' summed embeddings (no dates: all documents are "now")."""
+        from index.stories import CandidateStory
+
+        return {row: CandidateStory(self.centroids[row], 0.0, 0.0) for row in rows}
+
+    def add(self, index: int, story: int | None) -> int:
+        """Store document ``index`` in ``story`` (None: it opens its own)."""
+        row = index if story is None else story
+        self.story_of[index] = row
+        embedding = self.documents[index].query.embedding
+        self.centroids[row] = (
+            embedding.copy() if row not in self.centroids else self.centroids[row] + embedding
+        )
+        self.frequencies.add(self.documents[index].query.terms)
+        self.seen.append(index)
+        return row
+
+
+def _undated(query: Any) -> Any:
+    # ECB+ has no dates: every document is published "now", as in quality.py's runs.
+    from index.stories import StoryQuery
+
+    return StoryQuery(query.embedding, query.terms, query.language, 0.0)
+
+
+def ecb_candidates(
+    documents: Sequence[PreparedDocument], params: Any, seeds: Sequence[int]
+) -> tuple[Matrix, npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+    """Teacher-forced candidate features: (features, is the gold story, topic)."""
+    from index.stories import candidate_stories, story_features
+
+    rows: list[list[float]] = []
+    labels: list[bool] = []
+    topics: list[int] = []
+    for seed in seeds:
+        order = list(range(len(documents)))
+        random.Random(seed).shuffle(order)
+        replay = OnlineReplay(documents, params)
+        gold_row: dict[str, int] = {}
+        for index in order:
+            document = documents[index]
+            query = document.query
+            candidates = candidate_stories(query, replay.neighbours(index), params)
+            stories = replay.stories([row for row, _members in candidates])
+            for row, members in candidates:
+                features = story_features(query, members, stories[row], replay.frequencies)
+                rows.append(features.vector())
+                labels.append(gold_row.get(document.gold) == row)
+                topics.append(int(document.gold.split("_")[0]))
+            gold_row[document.gold] = replay.add(index, gold_row.get(document.gold))
+    return np.array(rows), np.array(labels), np.array(topics)
+
+
+def replay_clustering(documents: Sequence[PreparedDocument], params: Any, seed: int) -> list[str]:
+    """Predicted story of each document when fed in the order of ``seed``."""
+    from index.stories import candidate_stories, choose_story
+
+    order = list(range(len(documents)))
+    random.Random(seed).shuffle(order)
+    replay = OnlineReplay(documents, params)
+    for index in order:
+        query = documents[index].query
+        candidates = candidate_stories(query, replay.neighbours(index), params)
+        stories = replay.stories([row for row, _members in candidates])
+        story, _probability = choose_story(query, candidates, stories, params, replay.frequencies)
+        replay.add(index, story)
+    return [str(replay.story_of[i]) for i in range(len(documents))]
+
+
+# -- fitting ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Fit:
+    """A logistic model over the story features."""
+
+    weights: npt.NDArray[np.float64]
+    bias: float
+
+    def logit(self, features: Matrix) -> npt.NDArray[np.float64]:
+        """Linear score of each row."""
+        result: npt.NDArray[np.float64] = features @ self.weights + self.bias
+        return result
+
+    def probability(self, features: Matrix) -> npt.NDArray[np.float64]:
+        """Logistic of :meth:`logit`."""
+        result: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-self.logit(features)))
+        return result
+
+
+def fit(
+    soft: Matrix,
+    soft_labels: npt.NDArray[np.float64],
+    hard: Matrix,
+    hard_labels: npt.NDArray[np.bool_],
+    columns: Sequence[int],
+    regularization: float,
+    fixed: dict[int, float] | None = None,
+) -> Fit:
+    """One logistic regression on soft-labelled pairs and hard-labelled candidates.
+
+    Minimizes ``C * sum(cross-entropy) + |w|^2 / 2`` over the weights of ``columns`` and
+    the intercept (scikit-learn's objective), with soft labels taken as they are. Each
+    set is weighted to the same total, so neither task's size decides the balance. The
+    weights in ``fixed`` are held at their values (an offset); all others are 0.
+    """
+    from scipy.optimize import minimize
+
+    fixed = fixed or {}
+    width = max(soft.shape[1], hard.shape[1])
+    rows = [part for part in (soft, hard) if len(part)]
+    x = np.vstack(rows)
+    y = np.concatenate(
+        [labels for labels, part in ((soft_labels, soft), (hard_labels, hard)) if len(part)]
+    ).astype(np.float64)
+    total = len(x)
+    w = np.concatenate([np.full(len(part), total / (len(rows) * len(part))) for part in rows])
+    offset = np.zeros(total)
+    for column, value in fixed.items():
+        offset += value * x[:, column]
+    learned = x[:, list(columns)]
+
+    def objective(theta: npt.NDArray[np.float64]) -> tuple[float, npt.NDArray[np.float64]]:
+        logit = learned @ theta[:-1] + theta[-1] + offset
+        probability = 1.0 / (1.0 + np.exp(-logit))
+        eps = 1e-12
+        loss = -np.sum(
+            w * (y * np.log(probability + eps) + (1 - y) * np.log(1 - probability + eps))
+        )
+        residual = w * (probability - y)
+        gradient = np.concatenate(
+            [regularization * learned.T @ residual + theta[:-1], [regularization * residual.sum()]]
+        )
+        value = regularization * loss + 0.5 * float(theta[:-1] @ theta[:-1])
+        return float(value), gradient
+
+    start = np.zeros(len(columns) + 1)
+    result = minimize(objective, start, jac=True, method="L-BFGS-B")
+    weights = np.zeros(width)
+    weights[list(columns)] = result.x[:-1]
+    for column, value in fixed.items():
+        weights[column] = value
+    return Fit(weights=weights, bias=float(result.x[-1]))
+
+
+def cross_validate(
+    pairs: Sequence[SemevalPair],
+    soft: Matrix,
+    soft_labels: npt.NDArray[np.float64],
+    hard: Matrix,
+    hard_labels: npt.NDArray[np.bool_],
+    topics: npt.NDArray[np.int64],
+    columns: Sequence[int],
+    regularization: float,
+    fit_on: str,
+    fixed: dict[int, float],
+    folds: int = 10,
+) -> dict[str, Any]:
+    """Held-out SemEval metrics (folds over pairs) and ECB+ candidate AUC (over topics).
+
+    Each fold fits on the other folds of *both* sets, as the shipped fit does.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    pair_fold = rng.permutation(len(soft)) % folds
+    unique_topics = np.unique(topics)
+    topic_fold = {t: i % folds for i, t in enumerate(rng.permutation(unique_topics))}
+    candidate_fold = np.array([topic_fold[t] for t in topics])
+    soft_scores = np.zeros(len(soft))
+    hard_scores = np.zeros(len(hard))
+    soft_train = fit_on in ("both", "semeval")
+    hard_train = fit_on in ("both", "ecb")
+    for fold in range(folds):
+        soft_rows = (pair_fold != fold) & soft_train
+        hard_rows = (candidate_fold != fold) & hard_train
+        model = fit(
+            soft[soft_rows],
+            soft_labels[soft_rows],
+            hard[hard_rows],
+            hard_labels[hard_rows],
+            columns,
+            regularization,
+            fixed,
+        )
+        soft_scores[pair_fold == fold] = model.probability(soft[pair_fold == fold])
+        hard_scores[candidate_fold == fold] = model.probability(hard[candidate_fold == fold])
+    return {
+        "semeval": similarity_scores(pairs, soft_scores.tolist()),
+        "ecb_candidate_auc": float(roc_auc_score(hard_labels, hard_scores)),
+    }
+
+
+def sweep_threshold(
+    documents: Sequence[PreparedDocument],
+    params: Any,
+    thresholds: Sequence[float],
+    seeds: Sequence[int] = ORDER_SEEDS,
+) -> dict[float, list[float]]:
+    """B-cubed F1 of the replayed online clustering for each threshold and order."""
+    gold = [doc.gold for doc in documents]
+    result: dict[float, list[float]] = {}
+    for threshold in thresholds:
+        trial = params.replace(story_threshold=threshold)
+        result[threshold] = [
+            bcubed(replay_clustering(documents, trial, seed), gold)[2] for seed in seeds
+        ]
+        logger.info(
+            "threshold %.3f: B-cubed F1 %s",
+            threshold,
+            " ".join(f"{f:.3f}" for f in result[threshold]),
+        )
+    return result
+
+
+def plateau_middle(scores: dict[float, float], tolerance: float = 0.005) -> float:
+    """The middle of the thresholds whose score is within ``tolerance`` of the best."""
+    best = max(scores.values())
+    good = sorted(t for t, s in scores.items() if s >= best - tolerance)
+    return good[len(good) // 2]
+
+
+def topic_split_check(
+    documents: Sequence[PreparedDocument], sweep_by_half: dict[int, dict[float, list[float]]]
+) -> list[dict[str, float]]:
+    """Threshold picked on one half of the topics, scored on the other half."""
+    checks = []
+    for chosen_on, scored_on in ((0, 1), (1, 0)):
+        means = {t: float(np.mean(f)) for t, f in sweep_by_half[chosen_on].items()}
+        threshold = plateau_middle(means)
+        checks.append(
+            {
+                "picked_on_half": chosen_on,
+                "threshold": threshold,
+                "f1_on_other_half": float(np.mean(sweep_by_half[scored_on][threshold])),
+                "best_on_other_half": max(
+                    float(np.mean(f)) for f in sweep_by_half[scored_on].values()
+                ),
+            }
+        )
+    return checks
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Compute features, fit, cross-validate, sweep the threshold and print the result."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--model-cache", type=Path, default=DEFAULT_MODEL_CACHE)
+    parser.add_argument("--regularization", type=float, default=100.0, help="C, as scikit-learn's")
+    parser.add_argument(
+        "--features",
+        default="dense_best,dense_centroid,cross_language",
+        help="features to learn (the others are 0 unless --fixed; days_apart keeps its prior)",
+    )
+    parser.add_argument(
+        "--fixed",
+        action="append",
+        default=None,
+        metavar="FEATURE=WEIGHT",
+        help="hold a feature's weight (repeatable; default lexical_best=2.0); days_apart "
+        "keeps its prior",
+    )
+    parser.add_argument(
+        "--fit-on",
+        choices=("both", "semeval", "ecb"),
+        default="semeval",
+        help="which dev set(s) the weights are learned from",
+    )
+    parser.add_argument("--thresholds", default="0.30,0.35,0.40,0.45,0.50,0.55,0.60,0.65,0.70,0.75")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("faiss").setLevel(logging.WARNING)
+
+    from index.embed import SentenceTransformerEmbedder
+    from index.engine import Engine
+    from index.params import Parameters
+    from index.stories import FEATURE_NAMES
+
+    params = Parameters()
+    columns = [FEATURE_NAMES.index(name.strip()) for name in args.features.split(",")]
+    fixed = {
+        FEATURE_NAMES.index(name.strip()): float(value)
+        for name, value in (item.split("=") for item in args.fixed or ["lexical_best=2.0"])
+    }
+    fixed.setdefault(
+        FEATURE_NAMES.index("days_apart"),
+        params.story_weights[FEATURE_NAMES.index("days_apart")],
+    )
+    embedder = DiskCachedEmbedder(
+        SentenceTransformerEmbedder(
+            params.model,
+            cache_dir=args.model_cache,
+            max_seq_length=params.embed_max_tokens,
+            batch_size=params.embed_batch_size,
+            prompt=params.embed_prompt,
+        ),
+        params,
+        RESULTS,
+    )
+    pairs = load_semeval(args.data_dir)
+    ecb = load_ecb(args.data_dir)
+    with (
+        tempfile.TemporaryDirectory(prefix="samestory-calibrate-") as scratch,
+        Engine.open(Path(scratch), params, embedder=embedder) as engine,
+    ):
+        soft_all = semeval_features(engine, pairs)
+        documents = ecb_documents(engine, ecb)
+    usable = ~np.isnan(soft_all).any(axis=1)
+    kept = [pair for pair, keep in zip(pairs, usable, strict=True) if keep]
+    soft = soft_all[usable]
+    soft_labels = np.array([(4.0 - pair.overall) / 3.0 for pair in kept])
+    hard, hard_labels, topics = ecb_candidates(documents, params, ORDER_SEEDS)
+    logger.info(
+        "%d SemEval pairs (%d refused), %d ECB+ candidates (%d positive)",
+        len(soft),
+        int((~usable).sum()),
+        len(hard),
+        int(hard_labels.sum()),
+    )
+
+    use_soft = args.fit_on in ("both", "semeval")
+    use_hard = args.fit_on in ("both", "ecb")
+    soft_fit = soft if use_soft else soft[:0]
+    hard_fit = hard if use_hard else hard[:0]
+    model = fit(
+        soft_fit,
+        soft_labels[: len(soft_fit)],
+        hard_fit,
+        hard_labels[: len(hard_fit)],
+        columns,
+        args.regularization,
+        fixed,
+    )
+    weights = [round(float(w), 3) for w in model.weights]
+    tuned = params.replace(story_weights=tuple(weights), story_bias=round(model.bias, 3))
+    validation = cross_validate(
+        kept,
+        soft,
+        soft_labels,
+        hard,
+        hard_labels,
+        topics,
+        columns,
+        args.regularization,
+        args.fit_on,
+        fixed,
+    )
+    train = similarity_scores(kept, model.probability(soft).tolist())
+    dense_only = similarity_scores(kept, soft[:, 0].tolist())
+
+    thresholds = [float(t) for t in args.thresholds.split(",")]
+    sweep = sweep_threshold(documents, tuned, thresholds)
+    means = {t: float(np.mean(f)) for t, f in sweep.items()}
+    threshold = plateau_middle(means)
+    halves = {
+        half: sweep_threshold(
+            [d for d in documents if int(d.gold.split("_")[0]) % 2 == half], tuned, thresholds
+        )
+        for half in (0, 1)
+    }
+    checks = topic_split_check(documents, halves)
+
+    print("\n## Story score calibration\n")
+    print(
+        f"features learned: {', '.join(FEATURE_NAMES[c] for c in columns)}; C={args.regularization}"
+    )
+    print(f"SemEval pairs used: {len(soft)} (refused as boilerplate-only: {int((~usable).sum())})")
+    print(
+        f"ECB+ candidates: {len(hard)} ({int(hard_labels.sum())} gold), {len(ORDER_SEEDS)} orders"
+    )
+    print("\nSemEval Pearson / AUC          all            ar-ar          de-en          en-en")
+    for label, block in (
+        ("E5 cosine alone", dense_only),
+        ("fit on all (train)", train),
+        ("10-fold CV (held out)", validation["semeval"]),
+    ):
+        cells = [
+            f"{block[k]['pearson']:.3f} / {block[k]['auc']:.3f}"
+            for k in ("all", "ar-ar", "de-en", "en-en")
+        ]
+        print(f"{label:<28}" + "  ".join(f"{c:>13}" for c in cells))
+    print(f"ECB+ candidate AUC, 10-fold over topics: {validation['ecb_candidate_auc']:.3f}")
+    print(
+        "\nECB+ online replay, B-cubed F1 per order (seeds "
+        + ", ".join(map(str, ORDER_SEEDS))
+        + ")"
+    )
+    for t, values in sweep.items():
+        mark = "  <- picked" if t == threshold else ""
+        print(
+            f"  threshold {t:.2f}: "
+            + " ".join(f"{v:.3f}" for v in values)
+            + f"  mean {means[t]:.3f}{mark}"
+        )
+    for check in checks:
+        print(
+            f"  topics half {check['picked_on_half']} picks {check['threshold']:.2f}: "
+            f"F1 {check['f1_on_other_half']:.3f} on the other half "
+            f"(best possible there {check['best_on_other_half']:.3f})"
+        )
+    print("\nParameters to ship (index/params.py):")
+    print(f"    story_weights = {tuple(weights)}  # {FEATURE_NAMES}")
+    print(f"    story_bias = {round(model.bias, 3)}")
+    print(f"    story_threshold = {threshold}")
+    return {
+        "weights": weights,
+        "bias": model.bias,
+        "threshold": threshold,
+        "cross_validation": validation,
+        "sweep": sweep,
+        "topic_checks": checks,
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""The quality benchmark's own parts: metrics, exhaustive near-duplicate truth, edits.
+
+All on small data made here; ``benchmarks/quality.py`` runs the real sets.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from benchmarks.quality import (
+    EDIT_KINDS,
+    NewsArticle,
+    SemevalPair,
+    bcubed,
+    build_edit_corpus,
+    build_truth,
+    exact_jaccard,
+    group_pairs,
+    make_edit,
+    pair_scores,
+    pairwise_scores,
+    similar_pairs,
+    similarity_scores,
+    truth_normalize,
+    truth_shingles,
+)
+
+WORDS = (
+    *("الحكومة", "أعلنت", "اليوم", "خطة", "جديدة", "لدعم", "الاقتصاد", "الوطني", "وتحفيز"),
+    *("الاستثمار", "القطاعات", "النفطية", "وقال", "الوزير", "البرنامج", "يشمل", "تمويل"),
+    *("الشركات", "الصغيرة", "والمتوسطة", "وتطوير", "البنية", "التحتية", "المناطق", "كافة"),
+)
+
+
+def _text(rng: random.Random, paragraphs: int = 5, words: int = 30) -> str:
+    return "\n".join(
+        " ".join(rng.choice(WORDS) + str(rng.randrange(50)) for _ in range(words))
+        for _ in range(paragraphs)
+    )
+
+
+def test_bcubed_known_values() -> None:
+    gold = ["a", "a", "b", "b"]
+    assert bcubed(gold, gold) == (1.0, 1.0, 1.0)
+    precision, recall, f1 = bcubed(["x", "x", "x", "x"], gold)
+    assert precision == pytest.approx(0.5)
+    assert recall == pytest.approx(1.0)
+    assert f1 == pytest.approx(2 / 3)
+    precision, recall, _f1 = bcubed(["1", "2", "3", "4"], gold)
+    assert (precision, recall) == (pytest.approx(1.0), pytest.approx(0.5))
+
+
+def test_bcubed_rejects_mismatched_lengths() -> None:
+    with pytest.raises(ValueError, match="same, non-empty"):
+        bcubed(["a"], ["a", "b"])
+
+
+def test_pairwise_scores_known_values() -> None:
+    precision, recall, f1 = pairwise_scores(["x", "x", "x", "y"], ["a", "a", "b", "b"])
+    assert precision == pytest.approx(1 / 3)
+    assert recall == pytest.approx(1 / 2)
+    assert f1 == pytest.approx(0.4)
+
+
+def test_similarity_scores_per_language_pair() -> None:
+    pairs = [
+        SemevalPair(str(i), lang, lang, "a", "b", overall)
+        for i, (lang, overall) in enumerate(
+            [("en", 1.0), ("en", 4.0), ("en", 2.0), ("ar", 1.0), ("ar", 3.5), ("ar", 4.0)]
+        )
+    ]
+    scores = [0.9, 0.0, 0.6, 0.8, 0.3, 0.2]
+    result = similarity_scores(pairs, scores)
+    assert result["all"]["pairs"] == 6
+    assert result["all"]["auc"] == pytest.approx(1.0)
+    assert result["en-en"]["pearson"] == pytest.approx(1.0)
+    assert result["ar-ar"]["pearson"] > 0.9
+
+
+def test_truth_normalize_folds_arabic_variants_and_is_idempotent() -> None:
+    assert truth_normalize("أَحْمَدُ إلى المدرسةِ، مصطفى!") == truth_normalize("احمد الي المدرسه مصطفي")
+    assert truth_normalize("Ｔｅｓｔ ٣٤ ۵") == "test 34 5"
+    once = truth_normalize("كـتـاب  «جديد» — ٢٠١٨")
+    assert truth_normalize(once) == once
+
+
+def test_truth_shingles_need_five_words() -> None:
+    assert truth_shingles("one two three four").size == 0
+    assert truth_shingles("one two three four five six").size == 2
+
+
+def _brute_force(sets: list[np.ndarray], threshold: float) -> set[tuple[int, int]]:
+    return {
+        (i, j)
+        for i, j in itertools.combinations(range(len(sets)), 2)
+        if sets[i].size and sets[j].size and exact_jaccard(sets[i], sets[j]) >= threshold
+    }
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.sets(st.integers(0, 40), max_size=25), min_size=2, max_size=25),
+    st.sampled_from([0.3, 0.5, 0.8, 1.0]),
+)
+def test_similar_pairs_equals_brute_force(raw: list[set[int]], threshold: float) -> None:
+    sets = [np.array(sorted(s), dtype=np.int64) for s in raw]
+    found = similar_pairs(sets, threshold)
+    assert {(i, j) for i, j, _v in found} == _brute_force(sets, threshold)
+    for i, j, value in found:
+        assert value == pytest.approx(exact_jaccard(sets[i], sets[j]))
+
+
+def test_build_truth_finds_copies_and_exact_duplicates() -> None:
+    rng = random.Random(3)
+    original = _text(rng)
+    unrelated = _text(rng)
+    lines = original.split("\n")
+    truncated = "\n".join([*lines[:4], lines[4][:100]])
+    texts = [original, unrelated, original.replace("الحكومة", "الحكومـة"), truncated]
+    truth = build_truth(texts)
+    assert truth.exact_pairs() == {(0, 2)}
+    assert (0, 3) in truth.near() and (2, 3) in truth.near()
+    assert not any(1 in pair for pair in truth.near())
+    assert truth.pairs[(0, 3)] == pytest.approx(
+        exact_jaccard(
+            truth_shingles(truth_normalize(original)), truth_shingles(truth_normalize(truncated))
+        )
+    )
+
+
+def test_pair_scores_and_group_pairs() -> None:
+    predicted = group_pairs([[3, 1, 2], [7, 8]])
+    assert predicted == {(1, 2), (1, 3), (2, 3), (7, 8)}
+    scores = pair_scores(predicted, {(1, 2), (4, 5)})
+    assert scores["precision"] == pytest.approx(0.25)
+    assert scores["recall"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("kind", [*EDIT_KINDS, "truncated_deep"])
+def test_each_edit_keeps_a_recognisable_copy(kind: str) -> None:
+    rng = random.Random(11)
+    text = _text(rng, paragraphs=6)
+    site, copy = make_edit(kind, text, rng, titles=["عنوان مقال آخر"] * 5, byline=None)
+    a = truth_shingles(truth_normalize(site))
+    b = truth_shingles(truth_normalize(copy))
+    shared = np.intersect1d(a, b).size
+    assert copy != site
+    assert shared / min(a.size, b.size) >= 0.9
+    if kind == "orthographic":
+        assert truth_normalize(copy) == truth_normalize(site)
+    if kind == "truncated":
+        assert 0.7 <= len(copy.split()) / len(text.split()) <= 0.92
+
+
+def test_make_edit_rejects_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="unknown edit kind"):
+        make_edit("shuffled", "a b c", random.Random(1), titles=[], byline=None)
+
+
+def test_edit_corpus_is_seeded_and_disjoint() -> None:
+    rng = random.Random(5)
+    articles = [
+        NewsArticle(
+            id=f"a{i}",
+            text=_text(rng, paragraphs=5, words=25),
+            title=f"عنوان {i}",
+            source="outlet",
+            published_at=datetime(2018, 1, 1, tzinfo=UTC),
+        )
+        for i in range(400)
+    ]
+    first = build_edit_corpus(articles, seed=9, per_kind=4, distractors=50)
+    second = build_edit_corpus(articles, seed=9, per_kind=4, distractors=50)
+    assert [c.text for c in first.copies] == [c.text for c in second.copies]
+    originals = {c.original_id for c in first.copies}
+    assert len(originals) == len(first.copies) == 4 * 8
+    assert not originals & set(first.distractors)
+    assert {c.kind for c in first.copies} == {*EDIT_KINDS, "truncated_deep"}

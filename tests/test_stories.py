@@ -1,0 +1,139 @@
+"""Story scoring: features, candidate grouping, the decision and the embedded texts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from index.errors import ParameterError
+from index.lexical import DocumentFrequencies
+from index.params import STORY_FEATURES, Parameters
+from index.stories import (
+    FEATURE_NAMES,
+    CandidateStory,
+    Neighbour,
+    StoryQuery,
+    candidate_stories,
+    choose_story,
+    different_languages,
+    pair_features,
+    story_features,
+    story_probability,
+)
+
+DAY = 86_400.0
+
+
+def _unit(*values: float) -> np.ndarray:
+    vector = np.array(values, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def _terms(*values: int) -> np.ndarray:
+    return np.array(sorted(set(values)), dtype=np.uint32)
+
+
+def _query(
+    embedding: np.ndarray, terms: np.ndarray, language: str | None = "en", at: float = 0.0
+) -> StoryQuery:
+    return StoryQuery(embedding=embedding, terms=terms, language=language, published_at=at)
+
+
+def _neighbour(
+    story: int, dense: float, terms: np.ndarray, *, language: str | None = "en", at: float = 0.0
+) -> Neighbour:
+    return Neighbour(story_row=story, dense=dense, published_at=at, terms=terms, language=language)
+
+
+def test_feature_names_follow_the_parameters() -> None:
+    assert FEATURE_NAMES == STORY_FEATURES
+    assert len(Parameters().story_weights) == len(FEATURE_NAMES)
+
+
+def test_parameters_refuse_a_weight_per_feature_mismatch() -> None:
+    with pytest.raises(ParameterError, match="one weight per story feature"):
+        Parameters(story_weights=(1.0, 2.0))
+
+
+def test_pair_features_are_symmetric_and_flag_cross_language() -> None:
+    a = _query(_unit(1, 0), _terms(1, 2, 3), "de", at=0.0)
+    b = _query(_unit(1, 1), _terms(2, 3, 4), "en", at=2 * DAY)
+    forward = pair_features(0.7, a, b, None)
+    assert forward == pair_features(0.7, b, a, None)
+    assert forward.dense_best == forward.dense_centroid == 0.7
+    assert forward.lexical_best == pytest.approx(2 / 3)
+    assert forward.cross_language == 1.0
+    assert forward.days_apart == pytest.approx(2.0)
+
+
+def test_unknown_language_counts_as_the_same() -> None:
+    assert not different_languages(None, "ar")
+    assert not different_languages("ar", "ar")
+    assert different_languages("ar", "en")
+
+
+def test_story_features_take_the_best_member_and_the_centroid() -> None:
+    query = _query(_unit(1, 0), _terms(1, 2, 3, 4), "ar", at=10 * DAY)
+    members = [
+        _neighbour(7, 0.9, _terms(9, 10), language="en"),
+        _neighbour(7, 0.6, _terms(1, 2, 3, 4), language="ar"),
+    ]
+    centroid = _unit(1, 0) + _unit(0, 1)
+    story = CandidateStory(centroid=centroid, first_published_at=0.0, last_published_at=4 * DAY)
+    features = story_features(query, members, story, DocumentFrequencies())
+    assert features.dense_best == pytest.approx(0.9)
+    assert features.dense_centroid == pytest.approx(np.sqrt(0.5), abs=1e-6)
+    assert features.lexical_best == pytest.approx(1.0)
+    assert features.cross_language == 0.0
+    assert features.days_apart == pytest.approx(6.0)
+    only_english = story_features(query, members[:1], story, None)
+    assert only_english.cross_language == 1.0
+
+
+def test_candidate_stories_respect_the_window_and_rank_by_best_member() -> None:
+    params = Parameters(story_window_days=3.0, max_story_candidates=2)
+    query = _query(_unit(1, 0), _terms(1), at=10 * DAY)
+    neighbours = [
+        _neighbour(1, 0.80, _terms(1), at=9 * DAY),
+        _neighbour(2, 0.95, _terms(1), at=1 * DAY),  # outside the window
+        _neighbour(3, 0.85, _terms(1), at=11 * DAY),
+        _neighbour(1, 0.90, _terms(1), at=10 * DAY),
+        _neighbour(4, 0.70, _terms(1), at=10 * DAY),
+    ]
+    ranked = candidate_stories(query, neighbours, params)
+    assert [row for row, _members in ranked] == [1, 3]
+    assert [m.dense for m in ranked[0][1]] == [0.80, 0.90]
+
+
+def test_choose_story_joins_above_the_threshold_only() -> None:
+    query = _query(_unit(1, 0), _terms(1, 2, 3))
+    close = [_neighbour(5, 0.97, _terms(1, 2, 3))]
+    far = [_neighbour(6, 0.80, _terms(8, 9))]
+    stories = {
+        5: CandidateStory(_unit(1, 0.1), 0.0, 0.0),
+        6: CandidateStory(_unit(0.2, 1), 0.0, 0.0),
+    }
+    params = Parameters()
+    row, probability = choose_story(query, [(6, far), (5, close)], stories, params, None)
+    assert row == 5
+    assert probability is not None and probability >= params.story_threshold
+    row, probability = choose_story(query, [(6, far)], stories, params, None)
+    assert row is None
+    assert probability is not None and probability < params.story_threshold
+    assert choose_story(query, [], stories, params, None) == (None, None)
+
+
+def test_story_probability_rises_with_every_similarity_feature() -> None:
+    params = Parameters()
+    base = pair_features(
+        0.85, _query(_unit(1, 0), _terms(1, 2)), _query(_unit(1, 0), _terms(3)), None
+    )
+    low = story_probability(base, params)
+    for name in ("dense_best", "dense_centroid", "lexical_best"):
+        values = base.vector()
+        values[FEATURE_NAMES.index(name)] += 0.1
+        raised = type(base)(*values)
+        assert story_probability(raised, params) > low, name
+    later = type(base)(*[*base.vector()[:-1], 5.0])
+    assert story_probability(later, params) < low
+    assert 0.0 < low < 1.0
