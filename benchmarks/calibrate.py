@@ -539,8 +539,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ):
         soft_all = semeval_features(engine, pairs)
         documents = ecb_documents(engine, ecb)
-    usable = ~np.isnan(soft_all).any(axis=1)
-    kept = [pair for pair, keep in zip(pairs, usable, strict=True) if keep]
+    usable = np.asarray(~np.isnan(soft_all).any(axis=1), dtype=bool)
+    kept = [pair for pair, keep in zip(pairs, usable.tolist(), strict=True) if keep]
     soft = soft_all[usable]
     soft_labels = np.array([(4.0 - pair.overall) / 3.0 for pair in kept])
     hard, hard_labels, topics = ecb_candidates(documents, params, ORDER_SEEDS)

@@ -928,11 +928,11 @@ def run_neardup(
         near_truth = truth.near()
         false_causes = _causes(engine, articles, predicted - near_truth)
         miss_causes = _causes(engine, articles, near_truth - predicted)
-    direct = {
-        tuple(sorted((position[v.id], position[v.duplicate_of])))
-        for v in verdicts
-        if v.duplicate_of is not None
-    }
+    direct: set[tuple[int, int]] = set()
+    for verdict in verdicts:
+        if verdict.duplicate_of is not None:
+            a, b = position[verdict.id], position[verdict.duplicate_of]
+            direct.add((min(a, b), max(a, b)))
     exact_truth = truth.exact_pairs()
     below = sorted(truth.pairs.get(pair, 0.0) for pair in predicted - near_truth)
     result: dict[str, Any] = {
