@@ -274,6 +274,18 @@ class Store:
         ).fetchone()
         return (0 if found is None else int(found[0]), int(self.meta("deletions") or 0))
 
+    def _select_in(self, query: str, values: Iterable[Any]) -> Iterator[Sequence[Any]]:
+        """Rows of ``query`` (ending in ``IN ({marks})``) for distinct ``values``, in chunks.
+
+        SQLite limits the number of bound parameters, so large sets are queried 500 at a time.
+        """
+        wanted = sorted(set(values))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            yield from self.connection.execute(
+                query.format(marks=",".join("?" * len(chunk))), chunk
+            )
+
     # -- articles -------------------------------------------------------------------------
 
     def article_by_id(self, article_id: str) -> ArticleRow | None:
@@ -289,70 +301,50 @@ class Store:
         return None if found is None else _article(found)
 
     def articles(self, rows: Iterable[int]) -> dict[int, ArticleRow]:
-        wanted = sorted(set(rows))
-        result: dict[int, ArticleRow] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for values in self.connection.execute(
-                f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE row IN ({marks})", chunk
-            ):
-                result[values[0]] = _article(values)
-        return result
+        return {
+            values[0]: _article(values)
+            for values in self._select_in(
+                f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE row IN ({{marks}})", rows
+            )
+        }
 
     def article_ids(self, rows: Iterable[int]) -> dict[int, str]:
-        wanted = sorted(set(rows))
-        result: dict[int, str] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row, article_id in self.connection.execute(
-                f"SELECT row, id FROM articles WHERE row IN ({marks})", chunk
-            ):
-                result[row] = article_id
-        return result
+        return {
+            row: article_id
+            for row, article_id in self._select_in(
+                "SELECT row, id FROM articles WHERE row IN ({marks})", rows
+            )
+        }
 
     def articles_by_id(self, article_ids: Iterable[str]) -> dict[str, ArticleRow]:
         """The stored articles among ``article_ids``, by id."""
-        wanted = sorted(set(article_ids))
-        result: dict[str, ArticleRow] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for values in self.connection.execute(
-                f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE id IN ({marks})", chunk
-            ):
-                result[values[1]] = _article(values)
-        return result
+        return {
+            values[1]: _article(values)
+            for values in self._select_in(
+                f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE id IN ({{marks}})", article_ids
+            )
+        }
 
     def text_hashes(self, article_ids: Iterable[str]) -> dict[str, str]:
         """The stored text hash of each of ``article_ids`` that is stored."""
-        wanted = sorted(set(article_ids))
-        result: dict[str, str] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for article_id, text_hash in self.connection.execute(
-                f"SELECT id, text_hash FROM articles WHERE id IN ({marks})", chunk
-            ):
-                result[article_id] = text_hash
-        return result
+        return {
+            article_id: text_hash
+            for article_id, text_hash in self._select_in(
+                "SELECT id, text_hash FROM articles WHERE id IN ({marks})", article_ids
+            )
+        }
 
     def neighbour_facts(
         self, rows: Sequence[int]
     ) -> dict[int, tuple[int, float, npt.NDArray[np.uint32]]]:
         """(story row, published_at, terms) of each row: what story scoring needs."""
-        result: dict[int, tuple[int, float, npt.NDArray[np.uint32]]] = {}
-        wanted = sorted(set(rows))
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row, story_row, published_at, terms in self.connection.execute(
-                f"SELECT row, story_row, published_at, terms FROM articles WHERE row IN ({marks})",
-                chunk,
-            ):
-                result[row] = (story_row, published_at, _u32(terms))
-        return result
+        return {
+            row: (story_row, published_at, _u32(terms))
+            for row, story_row, published_at, terms in self._select_in(
+                "SELECT row, story_row, published_at, terms FROM articles WHERE row IN ({marks})",
+                rows,
+            )
+        }
 
     def first_by_content_hash(self, content_hash: str) -> ArticleRow | None:
         found = self.connection.execute(
@@ -450,16 +442,12 @@ class Store:
         return None if found is None else _story(found)
 
     def stories(self, rows: Iterable[int]) -> dict[int, StoryRow]:
-        wanted = sorted(set(rows))
-        result: dict[int, StoryRow] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for values in self.connection.execute(
-                f"SELECT {_STORY_COLUMNS} FROM stories WHERE row IN ({marks})", chunk
-            ):
-                result[values[0]] = _story(values)
-        return result
+        return {
+            values[0]: _story(values)
+            for values in self._select_in(
+                f"SELECT {_STORY_COLUMNS} FROM stories WHERE row IN ({{marks}})", rows
+            )
+        }
 
     def save_story(self, story: StoryRow) -> None:
         centroid = None if story.centroid is None else story.centroid.astype("<f4").tobytes()
