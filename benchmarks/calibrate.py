@@ -36,7 +36,6 @@ The printed weights, intercept and threshold are what ``index/params.py`` ships.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import random
 import sys
@@ -59,6 +58,7 @@ from benchmarks.quality import (  # noqa: E402
     DEFAULT_MODEL_CACHE,
     ORDER_SEEDS,
     RESULTS,
+    DiskCachedEmbedder,
     EcbDocument,
     SemevalPair,
     bcubed,
@@ -70,51 +70,6 @@ from benchmarks.quality import (  # noqa: E402
 logger = logging.getLogger("benchmarks.calibrate")
 
 Matrix = npt.NDArray[np.float64]
-
-
-class DiskCachedEmbedder:
-    """The configured model, with every embedding kept in an ``.npz`` file between runs.
-
-    The key covers the model, prompt and token limit, so another configuration never
-    reads these vectors.
-    """
-
-    def __init__(self, inner: Any, params: Any, directory: Path) -> None:
-        self._inner = inner
-        self.dimension: int = inner.dimension
-        self.name: str = inner.name
-        tag = f"{params.model}|{params.embed_prompt}|{params.embed_max_tokens}"
-        digest = hashlib.sha256(tag.encode()).hexdigest()[:12]
-        self._path = directory / f"embeddings-{digest}.npz"
-        self._vectors: dict[str, npt.NDArray[np.float32]] = {}
-        if self._path.exists():
-            with np.load(self._path) as stored:
-                self._vectors = dict(zip(stored["keys"].tolist(), stored["vectors"], strict=True))
-
-    @staticmethod
-    def _key(text: str) -> str:
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """Embed ``texts``, calling the model only for texts never embedded before."""
-        keys = [self._key(text) for text in texts]
-        missing = {key: text for key, text in zip(keys, texts, strict=True)}
-        missing = {key: text for key, text in missing.items() if key not in self._vectors}
-        if missing:
-            vectors = self._inner.embed(list(missing.values()))
-            self._vectors.update(zip(missing, vectors, strict=True))
-            self.save()
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        return np.stack([self._vectors[key] for key in keys]).astype(np.float32)
-
-    def save(self) -> None:
-        """Write the cache (atomically)."""
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        keys = list(self._vectors)
-        tmp = self._path.with_suffix(".tmp.npz")
-        np.savez(tmp, keys=np.array(keys), vectors=np.stack([self._vectors[k] for k in keys]))
-        tmp.replace(self._path)
 
 
 # -- features --------------------------------------------------------------------------------
@@ -539,6 +494,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ):
         soft_all = semeval_features(engine, pairs)
         documents = ecb_documents(engine, ecb)
+    embedder.save()
     usable = np.asarray(~np.isnan(soft_all).any(axis=1), dtype=bool)
     kept = [pair for pair, keep in zip(pairs, usable.tolist(), strict=True) if keep]
     soft = soft_all[usable]

@@ -736,6 +736,63 @@ def build_edit_corpus(
 # -- running the engine ----------------------------------------------------------------------
 
 
+class DiskCachedEmbedder:
+    """The configured model, with every embedding kept in an ``.npz`` file between runs.
+
+    The key covers the model, prompt, token limit and device, so another configuration
+    never reads these vectors.
+    """
+
+    SAVE_EVERY = 64
+
+    def __init__(self, inner: Any, params: Any, directory: Path) -> None:
+        self._inner = inner
+        self.dimension: int = inner.dimension
+        self.name: str = inner.name
+        tag = f"{params.model}|{params.embed_prompt}|{params.embed_max_tokens}"
+        if params.device != "cpu":
+            # Another device computes slightly different vectors: keep them apart.
+            tag += f"|{params.device}"
+        digest = hashlib.sha256(tag.encode()).hexdigest()[:12]
+        self._path = directory / f"embeddings-{digest}.npz"
+        self._vectors: dict[str, npt.NDArray[np.float32]] = {}
+        self._unsaved = 0
+        if self._path.exists():
+            with np.load(self._path) as stored:
+                self._vectors = dict(zip(stored["keys"].tolist(), stored["vectors"], strict=True))
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Embed ``texts``, calling the model only for texts never embedded before."""
+        keys = [self._key(text) for text in texts]
+        missing = {key: text for key, text in zip(keys, texts, strict=True)}
+        missing = {key: text for key, text in missing.items() if key not in self._vectors}
+        if missing:
+            vectors = self._inner.embed(list(missing.values()))
+            self._vectors.update(zip(missing, vectors, strict=True))
+            self._unsaved += len(missing)
+            # The whole file is rewritten on save: not after every single-text call.
+            if self._unsaved >= self.SAVE_EVERY:
+                self.save()
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack([self._vectors[key] for key in keys]).astype(np.float32)
+
+    def save(self) -> None:
+        """Write the cache (atomically); call it once more when done embedding."""
+        if not self._unsaved:
+            return
+        self._unsaved = 0
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        keys = list(self._vectors)
+        tmp = self._path.with_suffix(".tmp.npz")
+        np.savez(tmp, keys=np.array(keys), vectors=np.stack([self._vectors[k] for k in keys]))
+        tmp.replace(self._path)
+
+
 class MemoizingEmbedder:
     """The same model, each distinct text embedded once per run (the three ECB+ orders and
     the SemEval texts that recur across pairs then cost one model call each)."""
@@ -761,21 +818,31 @@ class MemoizingEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return np.stack([self._memo[text] for text in texts]).astype(np.float32)
 
+    def flush(self) -> None:
+        """Write what a disk cache underneath still holds in memory only."""
+        save = getattr(self._inner, "save", None)
+        if save is not None:
+            save()
 
-def make_embedder(params: Any, cache_dir: Path) -> MemoizingEmbedder:
-    """The configured model, memoized."""
+
+def make_embedder(
+    params: Any, cache_dir: Path, embedding_cache: Path | None = None
+) -> MemoizingEmbedder:
+    """The configured model, memoized; with ``embedding_cache``, also kept on disk there
+    between runs (:class:`DiskCachedEmbedder`)."""
     from index.embed import SentenceTransformerEmbedder
 
-    return MemoizingEmbedder(
-        SentenceTransformerEmbedder(
-            params.model,
-            cache_dir=cache_dir,
-            device=params.device,
-            max_seq_length=params.embed_max_tokens,
-            batch_size=params.embed_batch_size,
-            prompt=params.embed_prompt,
-        )
+    model: Any = SentenceTransformerEmbedder(
+        params.model,
+        cache_dir=cache_dir,
+        device=params.device,
+        max_seq_length=params.embed_max_tokens,
+        batch_size=params.embed_batch_size,
+        prompt=params.embed_prompt,
     )
+    if embedding_cache is not None:
+        model = DiskCachedEmbedder(model, params, embedding_cache)
+    return MemoizingEmbedder(model)
 
 
 def _article(item: NewsArticle) -> Any:
@@ -1328,6 +1395,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--model-cache", type=Path, default=DEFAULT_MODEL_CACHE)
     parser.add_argument("--out", type=Path, default=RESULTS / "quality.json")
     parser.add_argument(
+        "--embedding-cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep embeddings on disk in DIR between runs (e.g. benchmarks/results, shared "
+        "with calibrate.py); off by default, so a full run measures the model",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -1361,7 +1436,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     def model() -> MemoizingEmbedder:
         nonlocal embedder
         if embedder is None:
-            embedder = make_embedder(params, args.model_cache)
+            embedder = make_embedder(params, args.model_cache, args.embedding_cache)
         return embedder
 
     data = args.data_dir
@@ -1373,11 +1448,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "seeds": lambda work: run_seeds(load_seeds(data), params, model(), work),
     }
     with tempfile.TemporaryDirectory(prefix="samestory-quality-") as scratch:
-        for task in tasks:
-            task_started = time.perf_counter()
-            results[task] = runners[task](Path(scratch))
-            results["seconds"][task] = time.perf_counter() - task_started
-            logger.info("%s done in %.0f s", task, results["seconds"][task])
+        try:
+            for task in tasks:
+                task_started = time.perf_counter()
+                results[task] = runners[task](Path(scratch))
+                results["seconds"][task] = time.perf_counter() - task_started
+                logger.info("%s done in %.0f s", task, results["seconds"][task])
+        finally:
+            if embedder is not None:
+                embedder.flush()
     if embedder is not None:
         results["embedding"] = {
             "model_texts": embedder.model_texts,
