@@ -582,7 +582,9 @@ def _embed_rates(run: Run, texts: Sequence[str]) -> dict[str, float]:
         repeat=1,
     )
     run.details["embed"] = results
-    configured = settings.precision
+    from index.embed import resolve_precision
+
+    configured = resolve_precision(settings.precision, params.device)
     return {
         f"embed, batches of 32 ({row['variant']}, {row['max_seq_length']} tokens"
         f"{', configured' if row['variant'] == configured else ''})": float(row["docs_per_s"])

@@ -36,7 +36,11 @@ class Settings(BaseSettings):
     model: str = Field(DEFAULT_MODEL, description="sentence-transformers name or directory")
     model_cache_dir: Path = Field(default_factory=default_model_cache)
     device: str = Field("cpu", description="torch device for the model, e.g. cpu or cuda")
-    precision: Literal["float32", "bfloat16", "float16"] = "float32"
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="model weights' dtype; auto: bfloat16 on CPUs with native bfloat16, "
+        "float16 on CUDA, else float32",
+    )
     api_key: SecretStr | None = Field(None, description="when set, requests must carry it")
     max_body_bytes: int = Field(5_000_000, ge=1_000)
     max_batch: int = Field(256, ge=1, le=10_000)

