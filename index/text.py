@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import NamedTuple
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
@@ -165,6 +166,141 @@ def _build_translations() -> tuple[_Translation, _Translation]:
 _NORMALIZE, _MATCH = _build_translations()
 
 
+# ---------------------------------------------------------------------------------------
+# The fast path: one native pass for texts whose characters all map alone
+# ---------------------------------------------------------------------------------------
+
+# Blocks whose characters may take the fast path (Latin, Greek, Cyrillic, Armenian,
+# Hebrew, Arabic, Syriac, Thaana, N'Ko; punctuation and symbols that news text uses;
+# Arabic presentation forms; CJK punctuation; fullwidth forms). A text with any other
+# character, or with a character of these blocks that fails the tests in
+# :func:`_build_fast_luts`, goes the general way.
+_FAST_BLOCKS: tuple[tuple[int, int], ...] = (
+    (0x0000, 0x08FF),
+    (0x2000, 0x20CF),
+    (0x3000, 0x303F),
+    (0xFB50, 0xFDFF),
+    (0xFE70, 0xFEFF),
+    (0xFF00, 0xFFEF),
+)
+# Marks a code point that the fast path cannot map alone.
+_SLOW = 0xFFFFFFFE
+
+
+def _composing_seconds(blocks: tuple[tuple[int, int], ...]) -> set[int]:
+    """Code points that NFC may compose onto the character before them.
+
+    The second characters of the canonical two-character decompositions of ``blocks``,
+    and the Hangul vowels and trailing consonants.
+    """
+    seconds: set[int] = set()
+    for low, high in blocks:
+        for code in range(low, high + 1):
+            decomposition = unicodedata.decomposition(chr(code))
+            if decomposition and decomposition[0] != "<":
+                parts = decomposition.split()
+                if len(parts) == 2:
+                    seconds.add(int(parts[1], 16))
+    # Hangul syllables compose algorithmically, with no decomposition data: a leading
+    # consonant with a vowel, a syllable with a trailing consonant.
+    return seconds | set(range(0x1161, 0x1176)) | set(range(0x11A8, 0x11C3))
+
+
+def _build_fast_luts() -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
+    """Per-character lookup tables for :func:`normalize` and :func:`_match_form`.
+
+    A code point gets an entry (its image: a code point, ``_SPACE`` or ``_DELETED``) only
+    when a text made of such code points is mapped character by character, with no
+    context: NFKC maps it to one character ``d`` that neither takes part in a canonical
+    composition as its second character nor (unless the table deletes it) is a combining
+    mark, so NFKC of the text is the concatenation and no mark is reordered past a kept
+    one; case folding ``d`` gives one character; and for :func:`normalize` the image is a
+    fixed point of the same table, so one pass is the whole of it. Every other code
+    point is ``_SLOW``. ``tests/test_text.py`` checks these conditions against a scan of
+    all of Unicode and the fast path against the general one.
+    """
+    seconds = _composing_seconds(_FAST_BLOCKS)
+    normalize_lut = _NORMALIZE.lut
+    match_lut = _MATCH.lut
+    fast_normalize = np.full(sys.maxunicode + 1, _SLOW, dtype=np.uint32)
+    fast_match = np.full(sys.maxunicode + 1, _SLOW, dtype=np.uint32)
+    for low, high in _FAST_BLOCKS:
+        for code in range(low, high + 1):
+            char = chr(code)
+            if unicodedata.category(char) in ("Cn", "Cs"):
+                continue
+            composed = unicodedata.normalize("NFKC", char)
+            if len(composed) != 1:
+                continue
+            folded = composed.casefold()
+            if len(folded) != 1:
+                continue
+            first = unicodedata.normalize("NFKD", char)[0]
+            marks = {char, composed, folded, first}
+            if any(ord(mark) in seconds for mark in marks):
+                continue
+            folded_code = ord(folded)
+            combining = any(unicodedata.combining(mark) for mark in marks)
+            if unicodedata.normalize("NFKC", folded) != folded:
+                continue
+            for lut, fast in ((normalize_lut, fast_normalize), (match_lut, fast_match)):
+                image = int(lut[folded_code])
+                if combining and image != _DELETED:
+                    continue
+                fast[code] = image
+    # normalize() repeats passes until nothing changes: the fast image must be final.
+    images = fast_normalize.copy()
+    for low, high in _FAST_BLOCKS:
+        for code in range(low, high + 1):
+            image = int(images[code])
+            if image in (_SLOW, _DELETED, _SPACE):
+                continue
+            if image > sys.maxunicode or int(images[image]) != image:
+                fast_normalize[code] = _SLOW
+    return fast_normalize, fast_match
+
+
+_FAST_NORMALIZE, _FAST_MATCH = _build_fast_luts()
+
+
+@numba.njit(cache=True, nogil=True)
+def _fold_kernel(
+    units: npt.NDArray[np.uint32], lut: npt.NDArray[np.uint32], out: npt.NDArray[np.uint32]
+) -> int:
+    """Map ``units`` through ``lut`` into ``out`` with whitespace collapsed and trimmed.
+
+    Returns the length written, or -1 at the first code point the table marks slow.
+    """
+    count = 0
+    space = False
+    for unit in units:
+        image = lut[unit]
+        if image == _DELETED:
+            continue
+        if image == _SLOW:
+            return -1
+        if image == _SPACE:
+            space = count > 0
+            continue
+        if space:
+            out[count] = _SPACE
+            count += 1
+            space = False
+        out[count] = image
+        count += 1
+    return count
+
+
+def _fast_fold(text: str, lut: npt.NDArray[np.uint32]) -> str | None:
+    """``text`` mapped by one of the fast tables, or None when it needs the general way."""
+    units = np.frombuffer(text.encode(_UTF32, "surrogatepass"), dtype=np.uint32)
+    out = np.empty(units.shape[0], dtype=np.uint32)
+    count = _fold_kernel(units, lut, out)
+    if count < 0:
+        return None
+    return out[:count].tobytes().decode(_UTF32)
+
+
 def _normalize_pass(text: str) -> str:
     # NFKC would turn the no-break space into a space too; replacing it first spares the
     # full NFKC of a third of SaudiNewsNet articles, whose only unnormalized character it is.
@@ -209,6 +345,12 @@ def normalize(text: str) -> str:
     Returns:
         The normalized text; words are separated by single ASCII spaces.
     """
+    fast = _fast_fold(text, _FAST_NORMALIZE)
+    return _normalize_general(text) if fast is None else fast
+
+
+def _normalize_general(text: str) -> str:
+    """:func:`normalize` without the fast path: passes until nothing changes."""
     result = _normalize_pass(text)
     for _ in range(_MAX_PASSES):
         if _is_fixed_point(result):
@@ -231,6 +373,12 @@ def words(normalized: str) -> list[str]:
 
 def _match_form(line: str) -> str:
     """NFKC, case folded, Arabic folded, punctuation kept: what the cleaning rules read."""
+    fast = _fast_fold(line, _FAST_MATCH)
+    return _match_form_general(line) if fast is None else fast
+
+
+def _match_form_general(line: str) -> str:
+    """:func:`_match_form` without the fast path."""
     if not unicodedata.is_normalized("NFKC", line):
         line = unicodedata.normalize("NFKC", line)
     return _MATCH(line.casefold())

@@ -7,8 +7,11 @@ absent; every other test builds its own text.
 from __future__ import annotations
 
 import re
+import sys
+import unicodedata
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -514,6 +517,73 @@ def test_normalize_output_has_single_ascii_spaces_only(raw: str) -> None:
     assert result == result.strip()
     assert "  " not in result
     assert not any(char.isspace() and char != " " for char in result)
+
+
+def _composing_seconds_everywhere() -> set[int]:
+    return textlib._composing_seconds(((0, sys.maxunicode),))
+
+
+def test_fast_tables_only_cover_characters_that_map_alone() -> None:
+    # The fast path maps code point by code point; that is only right for characters
+    # that never compose with a neighbour (checked against all of Unicode here, the
+    # tables themselves look at their own blocks only) and are not reordered past a kept
+    # mark. Each covered character must also map, in context, as the general way does.
+    seconds = _composing_seconds_everywhere()
+    slow = textlib._SLOW
+    for lut, general in (
+        (textlib._FAST_NORMALIZE, textlib._normalize_general),
+        (textlib._FAST_MATCH, textlib._match_form_general),
+    ):
+        covered = np.flatnonzero(lut != slow)
+        assert covered.size > 1000
+        for code in covered.tolist():
+            char = chr(code)
+            forms = {
+                char,
+                unicodedata.normalize("NFKC", char),
+                unicodedata.normalize("NFKC", char).casefold(),
+                unicodedata.normalize("NFKD", char)[0],
+            }
+            assert not any(ord(form) in seconds for form in forms if len(form) == 1), hex(code)
+            image = int(lut[code])
+            if image != textlib._DELETED:
+                assert not any(unicodedata.combining(form) for form in forms), hex(code)
+            fast = textlib._fast_fold(f"b{char}c", lut)
+            assert fast == general(f"b{char}c"), hex(code)
+    for code in seconds:
+        assert textlib._FAST_NORMALIZE[code] == slow
+        assert textlib._FAST_MATCH[code] == slow
+
+
+_FAST_CHARS = "".join(
+    chr(code) for code in np.flatnonzero(textlib._FAST_NORMALIZE != textlib._SLOW)[:3000]
+)
+_mixed_text = st.text(alphabet=st.sampled_from(_FAST_CHARS) | st.sampled_from(TRICKY))
+
+
+@settings(max_examples=400, deadline=None)
+@given(_mixed_text)
+def test_fast_path_equals_the_general_way(raw: str) -> None:
+    fast = textlib._fast_fold(raw, textlib._FAST_NORMALIZE)
+    assert fast is None or fast == textlib._normalize_general(raw)
+    fast = textlib._fast_fold(raw, textlib._FAST_MATCH)
+    assert fast is None or fast == textlib._match_form_general(raw)
+    assert normalize(raw) == textlib._normalize_general(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "أَعْلَنَتِ الحُكُومَةُ",  # deleted marks (tashkeel) stay on the fast path
+        "ﻻ ﷲ ﺑ",  # presentation forms: ligatures take the general way
+        "Straße İstanbul ΣΑΣ",  # multi-character case folds take the general way
+        "ا\u0654 و\u0654",  # hamza above composes with its letter
+        "x\u00a0\u200by\u3000z",
+    ],
+)
+def test_fast_and_general_ways_agree_on_edge_cases(raw: str) -> None:
+    assert normalize(raw) == textlib._normalize_general(raw)
+    assert textlib._match_form(raw) == textlib._match_form_general(raw)
 
 
 # --- scripts without spaces ---------------------------------------------------------------------
