@@ -739,8 +739,8 @@ def build_edit_corpus(
 class DiskCachedEmbedder:
     """The configured model, with every embedding kept in an ``.npz`` file between runs.
 
-    The key covers the model, prompt, token limit and device, so another configuration
-    never reads these vectors.
+    The key covers the model, prompt, token limit, device and the model's resolved
+    precision, so another configuration never reads these vectors.
     """
 
     SAVE_EVERY = 64
@@ -753,6 +753,10 @@ class DiskCachedEmbedder:
         if params.device != "cpu":
             # Another device computes slightly different vectors: keep them apart.
             tag += f"|{params.device}"
+        precision = getattr(inner, "precision", "float32")
+        if precision != "float32":
+            # So does another dtype (float32 keeps the key caches written before it).
+            tag += f"|{precision}"
         digest = hashlib.sha256(tag.encode()).hexdigest()[:12]
         self._path = directory / f"embeddings-{digest}.npz"
         self._vectors: dict[str, npt.NDArray[np.float32]] = {}

@@ -8,6 +8,8 @@ from __future__ import annotations
 import itertools
 import random
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 
 from benchmarks.quality import (
     EDIT_KINDS,
+    DiskCachedEmbedder,
     NewsArticle,
     SemevalPair,
     bcubed,
@@ -183,3 +186,36 @@ def test_edit_corpus_is_seeded_and_disjoint() -> None:
     assert len(originals) == len(first.copies) == 4 * 8
     assert not originals & set(first.distractors)
     assert {c.kind for c in first.copies} == {*EDIT_KINDS, "truncated_deep"}
+
+
+class _FakeModel:
+    """Stands in for the model: deterministic vectors, counts its calls."""
+
+    dimension = 3
+    name = "fake"
+
+    def __init__(self, precision: str) -> None:
+        self.precision = precision
+        self.calls = 0
+
+    def embed(self, texts: Any) -> np.ndarray:
+        self.calls += 1
+        return np.array([[len(t), 1.0, 0.0] for t in texts], dtype=np.float32)
+
+
+def test_disk_cache_keeps_precisions_apart(tmp_path: Path) -> None:
+    from index.params import Parameters
+
+    params = Parameters()
+    fp32 = DiskCachedEmbedder(_FakeModel("float32"), params, tmp_path)
+    fp32.embed(["a text"])
+    fp32.save()
+    again = _FakeModel("float32")
+    DiskCachedEmbedder(again, params, tmp_path).embed(["a text"])
+    assert again.calls == 0  # served from the float32 file
+    bf16 = _FakeModel("bfloat16")
+    cached = DiskCachedEmbedder(bf16, params, tmp_path)
+    cached.embed(["a text"])
+    assert bf16.calls == 1  # another dtype never reads float32 vectors
+    cached.save()
+    assert len(list(tmp_path.glob("embeddings-*.npz"))) == 2
