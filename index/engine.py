@@ -20,17 +20,19 @@ they are caught up from the record on the next open.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -97,7 +99,6 @@ class _Prepared:
     article: Article
     text_hash: str
     body: str
-    normalized: str
     content_hash: str
     shingles: npt.NDArray[np.uint32]
     signature: npt.NDArray[np.uint64]
@@ -141,6 +142,203 @@ def _sha256(text: str) -> str:
 
 def _timestamp(value: float) -> datetime:
     return datetime.fromtimestamp(value, tz=UTC)
+
+
+def _embed_text(title: str | None, body: str, params: Parameters) -> str:
+    head = body if not title else f"{title}\n{body}"
+    return head[: params.embed_max_chars]
+
+
+def _prepare_articles(
+    articles: Sequence[Article],
+    params: Parameters,
+    hasher: MinHasher,
+    now: float,
+    learned_of: Callable[[str, list[str]], set[str]],
+) -> list[_Prepared]:
+    """Everything computed from ``articles`` before any decision.
+
+    Pure but for ``learned_of(source, line_keys)``: which of an article's lines its source
+    is known to repeat (removed as boilerplate).
+
+    Raises:
+        BoilerplateOnlyError: nothing is left of an article after cleaning (the first such).
+    """
+    cleaned: list[tuple[Article, str, list[str]]] = []
+    for article in articles:
+        raw = article.text
+        title = article.title
+        if textlib.looks_like_html(raw):
+            raw, extracted_title = textlib.extract_html(raw)
+            title = title or extracted_title
+            article = Article(
+                id=article.id,
+                text=article.text,
+                title=title,
+                url=article.url,
+                source=article.source,
+                language=article.language,
+                published_at=article.published_at,
+            )
+        keys: list[str] = []
+        learned: set[str] = set()
+        if article.source:
+            keys = [textlib.line_key(line) for line in textlib.learnable_lines(raw)]
+            learned = learned_of(article.source, keys)
+        body = textlib.clean(raw, learned=learned).body
+        if not body.strip():
+            raise BoilerplateOnlyError(
+                f"article {article.id!r}: nothing is left after removing boilerplate "
+                "(navigation, tag lists, related-article lists); send the article body",
+                field="text",
+            )
+        cleaned.append((article, body, keys))
+    normalized = [textlib.normalize(body) for _article, body, _keys in cleaned]
+    spaceless = [textlib.is_spaceless(text) for text in normalized]
+    shingles = shingle_hashes_many(
+        normalized,
+        size=params.shingle_size,
+        char_size=params.char_shingle_size,
+        spaceless=spaceless,
+    )
+    signatures = hasher.signatures(shingles)
+    term_texts = [
+        textlib.normalize(article.title or "") + " " + text
+        for (article, _body, _keys), text in zip(cleaned, normalized, strict=True)
+    ]
+    terms = shingle_hashes_many(
+        term_texts, size=1, char_size=params.char_shingle_size, spaceless=spaceless
+    )
+    prepared: list[_Prepared] = []
+    for index, (article, body, keys) in enumerate(cleaned):
+        published = article.published_at.timestamp() if article.published_at else now
+        prepared.append(
+            _Prepared(
+                article=article,
+                text_hash=_sha256(article.text),
+                body=body,
+                content_hash=_sha256(normalized[index]),
+                shingles=shingles[index],
+                signature=signatures[index],
+                terms=terms[index][:_TERMS_LIMIT],
+                embed_text=_embed_text(article.title, body, params),
+                published_at=published,
+                received_at=now,
+                language=article.language,
+                line_keys=keys,
+            )
+        )
+    return prepared
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """Articles prepared apart from an engine (in a worker process), for :meth:`Engine.ingest_many`.
+
+    Cleaning, normalizing, shingling and MinHashing are most of the CPU time of a copy
+    check and need nothing of the engine's state but the boilerplate lines learned per
+    source; :func:`prepare` does them with nothing learned, so batch work can run them in
+    other processes. The engine uses an item only where the result cannot differ: same
+    parameters, same text, title and source, and no line of the article learned since as
+    its source's boilerplate; it prepares the others itself.
+
+    Packed (arrays concatenated, one per kind) so that it pickles fast. ``ids`` is empty
+    when an article of the batch was only boilerplate: the engine then prepares the batch
+    itself and reports the article.
+    """
+
+    params: Parameters
+    ids: list[str]
+    text_hashes: list[str]
+    sources: list[str | None]
+    titles: list[str | None]
+    used_titles: list[str | None]
+    bodies: list[str]
+    content_hashes: list[str]
+    line_keys: list[list[str]]
+    shingles: npt.NDArray[np.uint32]
+    shingle_ends: npt.NDArray[np.int64]
+    signatures: npt.NDArray[np.uint64]
+    terms: npt.NDArray[np.uint32]
+    term_ends: npt.NDArray[np.int64]
+
+    @functools.cached_property
+    def positions(self) -> dict[str, int]:
+        """Each id's position."""
+        return {article_id: index for index, article_id in enumerate(self.ids)}
+
+    def item(self, article: Article, text_hash: str, now: float) -> _Prepared | None:
+        """``article`` prepared, if this holds it as it is now, with nothing learned."""
+        index = self.positions.get(article.id)
+        if (
+            index is None
+            or self.text_hashes[index] != text_hash
+            or self.sources[index] != article.source
+            or self.titles[index] != article.title
+        ):
+            return None
+        title = self.used_titles[index]
+        if title != article.title:
+            article = dataclasses.replace(article, title=title)
+        body = self.bodies[index]
+        shingles_from = int(self.shingle_ends[index - 1]) if index else 0
+        terms_from = int(self.term_ends[index - 1]) if index else 0
+        return _Prepared(
+            article=article,
+            text_hash=text_hash,
+            body=body,
+            content_hash=self.content_hashes[index],
+            shingles=self.shingles[shingles_from : int(self.shingle_ends[index])],
+            signature=self.signatures[index],
+            terms=self.terms[terms_from : int(self.term_ends[index])],
+            embed_text=_embed_text(title, body, self.params),
+            published_at=article.published_at.timestamp() if article.published_at else now,
+            received_at=now,
+            language=article.language,
+            line_keys=self.line_keys[index],
+        )
+
+
+_HASHERS: dict[tuple[int, int], MinHasher] = {}
+
+
+def _ends(arrays: Sequence[npt.NDArray[Any]]) -> npt.NDArray[np.int64]:
+    return np.cumsum([array.shape[0] for array in arrays], dtype=np.int64)
+
+
+def prepare(articles: Sequence[Article], params: Parameters) -> Preparation:
+    """What :meth:`Engine.ingest_many` computes from ``articles`` alone, as if nothing was learned.
+
+    Pure: safe to call in another process (the result pickles).
+    """
+    hasher = _HASHERS.get((params.num_perm, params.seed))
+    if hasher is None:
+        hasher = _HASHERS[params.num_perm, params.seed] = MinHasher(
+            num_perm=params.num_perm, seed=params.seed
+        )
+    try:
+        prepared = _prepare_articles(articles, params, hasher, 0.0, lambda _source, _keys: set())
+    except BoilerplateOnlyError:
+        prepared = []
+    empty_u32 = np.empty(0, dtype=np.uint32)
+    return Preparation(
+        params=params,
+        ids=[item.article.id for item in prepared],
+        text_hashes=[item.text_hash for item in prepared],
+        sources=[item.article.source for item in prepared],
+        titles=[article.title for article in articles] if prepared else [],
+        used_titles=[item.article.title for item in prepared],
+        bodies=[item.body for item in prepared],
+        content_hashes=[item.content_hash for item in prepared],
+        line_keys=[item.line_keys for item in prepared],
+        shingles=np.concatenate([item.shingles for item in prepared]) if prepared else empty_u32,
+        shingle_ends=_ends([item.shingles for item in prepared]),
+        signatures=np.stack([item.signature for item in prepared])
+        if prepared
+        else np.empty((0, params.num_perm), dtype=np.uint64),
+        terms=np.concatenate([item.terms for item in prepared]) if prepared else empty_u32,
+        term_ends=_ends([item.terms for item in prepared]),
+    )
 
 
 class Engine:
@@ -364,75 +562,35 @@ class Engine:
     # -- preparing --------------------------------------------------------------------------
 
     def _prepare_many(self, articles: Sequence[Article], now: float) -> list[_Prepared]:
-        cleaned: list[tuple[Article, str, list[str]]] = []
+        return _prepare_articles(articles, self.params, self._hasher, now, self._learned_lines)
+
+    def _learned_lines(self, source: str, keys: list[str]) -> set[str]:
+        return self._store.frequent_lines(source, keys, self.params.learn_boilerplate_min_articles)
+
+    def _prepare_fresh(
+        self,
+        articles: Sequence[Article],
+        digests: dict[str, str],
+        now: float,
+        preparation: Preparation | None,
+    ) -> list[_Prepared]:
+        """:meth:`_prepare_many`, taking what ``preparation`` holds where it cannot differ."""
+        if preparation is None or not preparation.ids or preparation.params != self.params:
+            return self._prepare_many(articles, now)
+        supplied: list[_Prepared | None] = []
+        missing: list[Article] = []
         for article in articles:
-            raw = article.text
-            title = article.title
-            if textlib.looks_like_html(raw):
-                raw, extracted_title = textlib.extract_html(raw)
-                title = title or extracted_title
-                article = Article(
-                    id=article.id,
-                    text=article.text,
-                    title=title,
-                    url=article.url,
-                    source=article.source,
-                    language=article.language,
-                    published_at=article.published_at,
-                )
-            keys: list[str] = []
-            learned: set[str] = set()
-            if article.source:
-                keys = [textlib.line_key(line) for line in textlib.learnable_lines(raw)]
-                learned = self._store.frequent_lines(
-                    article.source, keys, self.params.learn_boilerplate_min_articles
-                )
-            body = textlib.clean(raw, learned=learned).body
-            if not body.strip():
-                raise BoilerplateOnlyError(
-                    f"article {article.id!r}: nothing is left after removing boilerplate "
-                    "(navigation, tag lists, related-article lists); send the article body",
-                    field="text",
-                )
-            cleaned.append((article, body, keys))
-        normalized = [textlib.normalize(body) for _article, body, _keys in cleaned]
-        spaceless = [textlib.is_spaceless(text) for text in normalized]
-        shingles = shingle_hashes_many(
-            normalized,
-            size=self.params.shingle_size,
-            char_size=self.params.char_shingle_size,
-            spaceless=spaceless,
-        )
-        signatures = self._hasher.signatures(shingles)
-        term_texts = [
-            textlib.normalize(article.title or "") + " " + text
-            for (article, _body, _keys), text in zip(cleaned, normalized, strict=True)
-        ]
-        terms = shingle_hashes_many(
-            term_texts, size=1, char_size=self.params.char_shingle_size, spaceless=spaceless
-        )
-        prepared: list[_Prepared] = []
-        for index, (article, body, keys) in enumerate(cleaned):
-            head = body if not article.title else f"{article.title}\n{body}"
-            published = article.published_at.timestamp() if article.published_at else now
-            prepared.append(
-                _Prepared(
-                    article=article,
-                    text_hash=_sha256(article.text),
-                    body=body,
-                    normalized=normalized[index],
-                    content_hash=_sha256(normalized[index]),
-                    shingles=shingles[index],
-                    signature=signatures[index],
-                    terms=terms[index][:_TERMS_LIMIT],
-                    embed_text=head[: self.params.embed_max_chars],
-                    published_at=published,
-                    received_at=now,
-                    language=article.language,
-                    line_keys=keys,
-                )
-            )
-        return prepared
+            item = preparation.item(article, digests[article.id], now)
+            if item is None or (
+                article.source is not None
+                and item.line_keys
+                and self._learned_lines(article.source, item.line_keys)
+            ):
+                missing.append(article)
+                item = None
+            supplied.append(item)
+        done = iter(self._prepare_many(missing, now) if missing else ())
+        return [item if item is not None else next(done) for item in supplied]
 
     # -- deciding ---------------------------------------------------------------------------
 
@@ -734,12 +892,19 @@ class Engine:
         """
         return self.ingest_many([article])[0]
 
-    def ingest_many(self, articles: Sequence[Article]) -> list[Verdict]:
+    def ingest_many(
+        self, articles: Sequence[Article], *, preparation: Preparation | None = None
+    ) -> list[Verdict]:
         """Store articles in order, in one transaction, and return their verdicts.
 
         Equivalent to calling :meth:`ingest` on each in turn, but the embeddings of all
         articles that are no copy are computed in one batched model call. If any article is
         invalid, nothing of the batch is stored and the error names the article.
+
+        Args:
+            articles: the articles, in order.
+            preparation: what :func:`prepare` computed from (some of) these articles
+                elsewhere; the verdicts are the same with or without it.
         """
         if not articles:
             return []
@@ -761,7 +926,7 @@ class Engine:
                     fresh.append(article)
                 elif stored_hash != digest:
                     raise ConflictError(article.id)
-            prepared = self._prepare_many(fresh, now)
+            prepared = self._prepare_fresh(fresh, seen, now, preparation)
             embeddings = self._batch_embeddings(prepared)
             applied: list[tuple[int, _Prepared, _Decision]] = []
             try:

@@ -38,11 +38,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import os
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -53,7 +57,7 @@ import orjson
 from pydantic import ValidationError
 
 from index.article import Article, Verdict, parse_timestamp
-from index.engine import Engine, Mode
+from index.engine import Engine, Mode, Preparation, prepare
 from index.errors import (
     ConflictError,
     EmptyTextError,
@@ -178,6 +182,10 @@ class DedupOptions:
         strict: stop at the first bad record with :class:`BadRecordError`.
         batch_size: records read, ingested (one transaction) and written per chunk.
         progress: show a progress bar on stderr.
+        workers: processes that clean, normalize, shingle and MinHash the chunks ahead
+            of the one being ingested (verdicts are the same); 0 does it all in this
+            process; ``None`` uses one per CPU beyond the first, at most
+            :data:`MAX_AUTO_WORKERS`.
     """
 
     input: Path
@@ -190,6 +198,7 @@ class DedupOptions:
     strict: bool = False
     batch_size: int = 512
     progress: bool = False
+    workers: int | None = None
 
     @property
     def rejects_path(self) -> Path:
@@ -254,6 +263,17 @@ class _Pending:
     line: int
     record: Record
     article: Article
+
+
+@dataclass(slots=True)
+class _Parsed:
+    """One record read: its article, or why it has none."""
+
+    line: int
+    record: Record | BadRecord
+    article_id: str | None
+    article: Article | None
+    error: InvalidArticleError | None
 
 
 def _optional_text(record: Record, name: str) -> str | None:
@@ -371,36 +391,54 @@ class _Batch:
         if self.options.strict:
             raise BadRecordError(line, reason)
 
-    def process(self, chunk: Sequence[tuple[int, Record | BadRecord]]) -> list[Record]:
-        """Validate, ingest and annotate one chunk; returns the records to write."""
+    def parse(self, chunk: Sequence[tuple[int, Record | BadRecord]]) -> list[_Parsed]:
+        """The articles of a chunk's records; changes nothing (rejects are counted later)."""
         fields = self.options.fields
-        pending: list[_Pending] = []
-        stop: BadRecordError | None = None
+        parsed: list[_Parsed] = []
         for line, record in chunk:
-            self.summary.read += 1
             article_id: str | None = None
             try:
                 if isinstance(record, BadRecord):
                     raise InvalidArticleError(record.reason)
                 article_id = _article_id(record, fields, f"{self._id_prefix}:{line}")
-                pending.append(_Pending(line, record, to_article(record, fields, article_id)))
+                article = to_article(record, fields, article_id)
             except InvalidArticleError as error:
-                try:
-                    self.reject(line, article_id, str(error))
-                except BadRecordError as strict:
-                    # Everything before the bad record is still ingested, nothing after it.
-                    stop = strict
-                    break
-        kept = self._ingest(pending)
+                parsed.append(_Parsed(line, record, article_id, None, error))
+            else:
+                parsed.append(_Parsed(line, record, article_id, article, None))
+        return parsed
+
+    def process(self, parsed: list[_Parsed], preparation: Preparation | None) -> list[Record]:
+        """Count, reject, ingest and annotate one parsed chunk; returns the records to write.
+
+        Args:
+            parsed: what :meth:`parse` made of the chunk.
+            preparation: what :func:`~index.engine.prepare` computed from its articles.
+        """
+        pending: list[_Pending] = []
+        stop: BadRecordError | None = None
+        for item in parsed:
+            self.summary.read += 1
+            if item.article is not None:
+                assert not isinstance(item.record, BadRecord)
+                pending.append(_Pending(item.line, item.record, item.article))
+                continue
+            try:
+                self.reject(item.line, item.article_id, str(item.error))
+            except BadRecordError as strict:
+                # Everything before the bad record is still ingested, nothing after it.
+                stop = strict
+                break
+        kept = self._ingest(pending, preparation)
         if stop is not None:
             raise stop
         return kept
 
-    def _ingest(self, pending: list[_Pending]) -> list[Record]:
+    def _ingest(self, pending: list[_Pending], preparation: Preparation | None) -> list[Record]:
         kept: list[Record] = []
         statuses = self.summary.statuses
         fields = self.options.fields
-        for item, verdict in self._verdicts(pending):
+        for item, verdict in self._verdicts(pending, preparation):
             record = item.record
             cluster = verdict.cluster
             record[fields.id] = verdict.id
@@ -415,7 +453,9 @@ class _Batch:
         self.summary.stories = len(self._stories)
         return kept
 
-    def _verdicts(self, pending: list[_Pending]) -> list[tuple[_Pending, Verdict]]:
+    def _verdicts(
+        self, pending: list[_Pending], preparation: Preparation | None
+    ) -> list[tuple[_Pending, Verdict]]:
         """Ingest in order; a batch the engine refuses is split until the bad record is alone.
 
         The engine stores nothing of a batch with one invalid article (text that is only
@@ -425,14 +465,18 @@ class _Batch:
         if not pending:
             return []
         try:
-            verdicts = self.engine.ingest_many([item.article for item in pending])
+            verdicts = self.engine.ingest_many(
+                [item.article for item in pending], preparation=preparation
+            )
         except (InvalidArticleError, ConflictError) as error:
             if len(pending) == 1:
                 item = pending[0]
                 self.reject(item.line, item.article.id, str(error))
                 return []
             middle = len(pending) // 2
-            return self._verdicts(pending[:middle]) + self._verdicts(pending[middle:])
+            return self._verdicts(pending[:middle], preparation) + self._verdicts(
+                pending[middle:], preparation
+            )
         return list(zip(pending, verdicts, strict=True))
 
 
@@ -480,12 +524,13 @@ def deduplicate(options: DedupOptions, settings: Settings | None = None) -> Summ
         else:
             store = options.store
         settings = settings or Settings()
+        pool = stack.enter_context(_preparing_pool(options))
         engine = stack.enter_context(_open_engine(settings, options, store))
         rejects = stack.enter_context(open(options.rejects_path, "wb"))
         batch = _Batch(options, engine, rejects, summary)
         stored_before = engine.counts()["articles"]
         try:
-            _first_pass(batch, reader, first)
+            _first_pass(batch, reader, first, pool)
             if options.mode == "stories":
                 summary.written = _final_pass(batch, first, final)
                 first.unlink()
@@ -520,9 +565,51 @@ def _output_columns(reader: RecordReader, fields: FieldMap) -> list[str] | None:
     return reader.columns + [name for name in (fields.id, *ADDED_FIELDS) if name not in present]
 
 
-def _first_pass(batch: _Batch, reader: RecordReader, target: Path) -> None:
+# Workers chosen by default: one per CPU beyond the one that ingests, at most this many
+# (the ingesting process is the bottleneck beyond two or three).
+MAX_AUTO_WORKERS = 3
+
+
+def _worker_count(options: DedupOptions) -> int:
+    if options.workers is not None:
+        return options.workers
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(0, min(MAX_AUTO_WORKERS, cpus - 1))
+
+
+@contextmanager
+def _preparing_pool(options: DedupOptions) -> Iterator[ProcessPoolExecutor | None]:
+    """Worker processes for :func:`~index.engine.prepare`, or None to prepare in process.
+
+    Forked where the platform allows it, before the engine opens its store or loads a
+    model, so the workers start at once with this process's imports and hold nothing else.
+    """
+    workers = _worker_count(options)
+    if workers <= 0:
+        yield None
+        return
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    try:
+        pool.submit(int).result()  # start the workers now
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _first_pass(
+    batch: _Batch, reader: RecordReader, target: Path, pool: ProcessPoolExecutor | None
+) -> None:
     options = batch.options
     summary = batch.summary
+    params = batch.engine.params
+    # Chunks are parsed and handed to the workers this far ahead of the one ingested.
+    ahead = 1 + (_worker_count(options) if pool is not None else 0)
+    queue: deque[tuple[list[_Parsed], Future[Preparation] | None]] = deque()
     with (
         open_writer(
             target,
@@ -533,14 +620,45 @@ def _first_pass(batch: _Batch, reader: RecordReader, target: Path) -> None:
         ) as writer,
         _progress_bar(reader, options.progress) as bar,
     ):
-        for chunk in reader.chunks(options.batch_size):
-            kept = batch.process(chunk)
+
+        def ingest_oldest() -> None:
+            nonlocal pool
+            parsed, future = queue.popleft()
+            preparation: Preparation | None = None
+            if future is not None:
+                try:
+                    preparation = future.result()
+                except BrokenProcessPool:
+                    logger.warning("a preparing worker died; preparing in this process")
+                    pool = None
+            kept = batch.process(parsed, preparation)
             writer.write(kept)
             summary.written += len(kept)
             if bar is not None:
                 bar.update(reader.position() - bar.n)
                 rate = summary.read / max(bar.format_dict["elapsed"], 1e-9)
                 bar.set_postfix_str(f"{summary.read:,} docs, {rate:,.0f} docs/s", refresh=False)
+
+        try:
+            for chunk in reader.chunks(options.batch_size):
+                parsed = batch.parse(chunk)
+                future: Future[Preparation] | None = None
+                articles = [item.article for item in parsed if item.article is not None]
+                if pool is not None and articles:
+                    try:
+                        future = pool.submit(prepare, articles, params)
+                    except BrokenProcessPool:
+                        logger.warning("a preparing worker died; preparing in this process")
+                        pool = None
+                queue.append((parsed, future))
+                if len(queue) > ahead:
+                    ingest_oldest()
+            while queue:
+                ingest_oldest()
+        finally:
+            for _parsed, pending in queue:
+                if pending is not None:
+                    pending.cancel()
 
 
 def _final_pass(batch: _Batch, source: Path, target: Path) -> int:
@@ -584,6 +702,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
     return value
 
 
@@ -644,6 +772,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="records per chunk and per engine transaction (default: %(default)s)",
     )
     parser.add_argument(
+        "--workers",
+        type=_non_negative_int,
+        default=None,
+        metavar="N",
+        help="processes that prepare (clean, shingle, MinHash) chunks ahead of the one "
+        "being ingested; 0 = none (default: one per CPU beyond the first, at most "
+        f"{MAX_AUTO_WORKERS})",
+    )
+    parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar and no summary table"
     )
 
@@ -688,6 +825,7 @@ def options_from(args: argparse.Namespace) -> DedupOptions:
         strict=args.strict,
         batch_size=args.batch_size,
         progress=not args.quiet and sys.stderr.isatty(),
+        workers=args.workers,
     )
 
 

@@ -260,6 +260,20 @@ def test_the_chunk_size_does_not_change_the_output(
     assert outputs[0] == outputs[1] == outputs[2]
 
 
+def test_worker_processes_do_not_change_the_output(
+    tmp_path: Path, articles: list[dict[str, Any]]
+) -> None:
+    source = _bad_input(tmp_path, articles)
+    outputs = []
+    for workers in (0, 1, 2):
+        target = tmp_path / f"out{workers}.jsonl"
+        summary = deduplicate(options(source, target, batch_size=3, workers=workers))
+        rejects = (tmp_path / f"out{workers}.jsonl.rejects.jsonl").read_bytes()
+        outputs.append((target.read_bytes(), rejects, summary.statuses, summary.rejected))
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert outputs[0][3] > 0
+
+
 def _bad_input(tmp_path: Path, articles: list[dict[str, Any]]) -> Path:
     good = [orjson.dumps(record) for record in articles[:6]]
     lines = [

@@ -17,7 +17,7 @@ import pytest
 
 from index.article import Article, Verdict
 from index.embed import SentenceTransformerEmbedder
-from index.engine import Engine
+from index.engine import Engine, prepare
 from index.errors import (
     ArticleNotFoundError,
     BoilerplateOnlyError,
@@ -203,6 +203,68 @@ def test_batch_equals_one_at_a_time(tmp_path: Path) -> None:
     assert strip == [
         (v.id, v.status, v.duplicate_of, v.cluster.id, v.cluster.canonical.id) for v in batch
     ]
+
+
+def test_a_preparation_made_elsewhere_changes_no_verdict(tmp_path: Path) -> None:
+    # prepare() (what batch workers run) learns nothing; the engine must redo what its
+    # learned boilerplate, a changed text or an unprepared article would change.
+    rng = random.Random(3)
+    vocabulary = [f"word{number}" for number in range(400)]
+
+    def own_text() -> str:
+        return "\n\n".join(
+            " ".join(rng.choice(vocabulary) for _ in range(30)) + "." for _ in range(3)
+        )
+
+    desk = "Wire desk, Riyadh bureau"
+    first = [
+        Article(id=f"w{number}", text=f"{desk}\n\n{own_text()}", source="wire")
+        for number in range(6)
+    ]
+    flood = "\n\n".join(FLOOD)
+    page = f"<html><head><title>Floods</title></head><body><p>{FLOOD[0]}</p></body></html>"
+    second = [
+        Article(id="flood", text=flood, source="wire"),
+        # Its desk line is learned by now: without it, an exact copy of "flood".
+        Article(id="flood-wire", text=f"{desk}\n\n{flood}", source="wire"),
+        Article(id="page", text=page),
+        Article(id="economy", text="\n\n".join(ECONOMY), source="other"),
+        Article(id="late", text="\n\n".join(ECONOMY[:3]), source="other"),
+    ]
+    # Prepared from other texts than the ones ingested, or not at all.
+    stale = [Article(id="economy", text=own_text(), source="other")]
+    results = []
+    for supplied in (False, True):
+        with Engine.open(tmp_path / str(supplied), mode="dedup") as engine:
+            verdicts = []
+            for batch, prepared in ((first, first), (second, second[:3] + stale)):
+                preparation = prepare(prepared, engine.params) if supplied else None
+                verdicts += engine.ingest_many(batch, preparation=preparation)
+            stored = engine.get("page").article.title
+        results.append(
+            (
+                [
+                    (v.id, v.status, v.duplicate_of, v.duplicate_similarity, v.cluster.id)
+                    for v in verdicts
+                ],
+                stored,
+            )
+        )
+    assert results[0] == results[1]
+    statuses = {verdict[0]: verdict[1:3] for verdict in results[1][0]}
+    assert statuses["flood-wire"] == ("exact_duplicate", "flood")
+    assert statuses["late"] == ("near_duplicate", "economy")
+    assert results[1][1] == "Floods"
+
+
+def test_a_batch_prepared_elsewhere_still_names_its_boilerplate_only_article(
+    dedup_engine: Engine,
+) -> None:
+    batch = [_article("good", FLOOD), Article(id="bad", text="Skip to content")]
+    preparation = prepare(batch, dedup_engine.params)
+    with pytest.raises(BoilerplateOnlyError, match="'bad'"):
+        dedup_engine.ingest_many(batch, preparation=preparation)
+    assert dedup_engine.counts()["articles"] == 0
 
 
 def test_deleting_the_original_promotes_the_earliest_copy(dedup_engine: Engine) -> None:
