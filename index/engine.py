@@ -63,9 +63,11 @@ from index.params import Parameters
 from index.shingles import shingle_hashes_many
 from index.store import (
     ArticleRow,
+    CanonicalRow,
     Store,
     StoryRow,
     Synchronous,
+    VerdictRow,
     encode_embedding,
     encode_signature,
 )
@@ -615,19 +617,18 @@ class Engine:
         candidates = self._lsh.query(prepared.signature)
         if candidates.size == 0:
             return None
-        rows = self._store.articles(int(row) for row in candidates)
+        candidate_rows = self._store.copy_candidates(int(row) for row in candidates)
         best: tuple[float, float, int] | None = None
-        for row in rows.values():
-            copy, similarity, contained = self._is_copy(prepared.shingles, row.shingles)
+        for row, (original, shingles) in candidate_rows.items():
+            copy, similarity, contained = self._is_copy(prepared.shingles, shingles)
             if copy:
-                group = row.original_row if row.original_row is not None else row.row
+                group = original if original is not None else row
                 key = (similarity, contained, -group)
                 if best is None or key > best:
                     best = key
         if best is None:
             return None
-        original_row = -best[2]
-        found = rows.get(original_row) or self._store.article(original_row)
+        found = self._store.article(-best[2])
         if found is None:
             return None
         return found, jaccard(prepared.shingles, found.shingles)
@@ -822,7 +823,7 @@ class Engine:
         return self._cluster_of(story, canonical)
 
     @classmethod
-    def _cluster_of(cls, story: StoryRow, canonical: ArticleRow) -> Cluster:
+    def _cluster_of(cls, story: StoryRow, canonical: ArticleRow | CanonicalRow) -> Cluster:
         return Cluster(
             id=story_id(story.row),
             size=story.size,
@@ -832,7 +833,7 @@ class Engine:
         )
 
     @staticmethod
-    def _canonical(row: ArticleRow) -> Canonical:
+    def _canonical(row: ArticleRow | CanonicalRow) -> Canonical:
         return Canonical(
             id=row.id,
             title=row.title,
@@ -844,14 +845,14 @@ class Engine:
     def _verdict(self, row: ArticleRow) -> Verdict:
         return self._verdicts([row])[0]
 
-    def _verdicts(self, rows: Sequence[ArticleRow]) -> list[Verdict]:
+    def _verdicts(self, rows: Sequence[ArticleRow | VerdictRow]) -> list[Verdict]:
         """:meth:`_verdict` of many rows, with a few queries instead of a few per row."""
         store = self._store
         originals = store.article_ids(
             row.original_row for row in rows if row.original_row is not None
         )
         stories = store.stories(row.story_row for row in rows)
-        canonicals = store.articles(story.canonical_row for story in stories.values())
+        canonicals = store.canonical_rows(story.canonical_row for story in stories.values())
         verdicts: list[Verdict] = []
         for row in rows:
             story = stories.get(row.story_row)
@@ -946,7 +947,7 @@ class Engine:
             self._since_snapshot += len(applied)
             if self._since_snapshot >= self._snapshot_every:
                 self.snapshot()
-            rows = self._store.articles_by_id(seen)
+            rows = self._store.verdict_rows_by_id(seen)
             return self._verdicts([rows[article.id] for article in articles])
 
     def _batch_embeddings(self, prepared: Sequence[_Prepared]) -> dict[str, Vector]:

@@ -119,6 +119,31 @@ class StoryRow:
     updated_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class VerdictRow:
+    """The columns of a stored article that its verdict reads."""
+
+    row: int
+    id: str
+    status: str
+    story_row: int
+    original_row: int | None
+    duplicate_similarity: float | None
+    story_similarity: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class CanonicalRow:
+    """The columns of a stored article that name it as a story's canonical."""
+
+    row: int
+    id: str
+    title: str | None
+    url: str | None
+    source: str | None
+    published_at: float
+
+
 _ARTICLE_COLUMNS = (
     "row, id, text, title, url, source, language, published_at, received_at, text_hash, "
     "content_hash, shingles, signature, terms, embedding, story_row, original_row, status, "
@@ -322,6 +347,39 @@ class Store:
             values[1]: _article(values)
             for values in self._select_in(
                 f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE id IN ({{marks}})", article_ids
+            )
+        }
+
+    def verdict_rows_by_id(self, article_ids: Iterable[str]) -> dict[str, VerdictRow]:
+        """What the verdicts of the stored articles among ``article_ids`` read, by id."""
+        return {
+            values[1]: VerdictRow(*values)
+            for values in self._select_in(
+                "SELECT row, id, status, story_row, original_row, duplicate_similarity, "
+                "story_similarity FROM articles WHERE id IN ({marks})",
+                article_ids,
+            )
+        }
+
+    def canonical_rows(self, rows: Iterable[int]) -> dict[int, CanonicalRow]:
+        """What naming each of ``rows`` as a story's canonical reads, by row."""
+        return {
+            values[0]: CanonicalRow(*values)
+            for values in self._select_in(
+                "SELECT row, id, title, url, source, published_at FROM articles "
+                "WHERE row IN ({marks})",
+                rows,
+            )
+        }
+
+    def copy_candidates(
+        self, rows: Iterable[int]
+    ) -> dict[int, tuple[int | None, npt.NDArray[np.uint32]]]:
+        """(original row, shingles) of each of ``rows``: what a copy check reads."""
+        return {
+            row: (original_row, _u32(shingles))
+            for row, original_row, shingles in self._select_in(
+                "SELECT row, original_row, shingles FROM articles WHERE row IN ({marks})", rows
             )
         }
 
