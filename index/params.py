@@ -63,7 +63,8 @@ class Parameters:
             first 1,200 characters, 0.722 for 800 and 0.732 for 600 (the first 300 alone:
             0.704), and fewer characters cost less model time.
         embed_max_tokens: the model's max_seq_length.
-        embed_batch_size: texts per encode call.
+        embed_batch_size: texts per forward pass; None picks one for the device (see
+            :func:`index.embed.default_batch_size`: 32 on a CPU, 512 on CUDA).
         device: torch device for the model ("cpu", "cuda", ...).
         story_threshold: calibrated story score at or above which an article joins a story.
         story_weights: logistic weights of the story features, in the order of
@@ -99,7 +100,7 @@ class Parameters:
     embed_prompt: str = "query: "
     embed_max_chars: int = 600
     embed_max_tokens: int = 256
-    embed_batch_size: int = 32
+    embed_batch_size: int | None = None
     device: str = "cpu"
     # Printed by benchmarks/calibrate.py (its defaults); the lexical weight is held
     # there, trading SemEval correlation against ECB+ clustering. benchmarks/README.md
@@ -139,7 +140,11 @@ class Parameters:
         _require(bool(self.model.strip()), "model", "must name a model or a directory")
         _require(self.embed_max_chars >= 16, "embed_max_chars", "must be at least 16")
         _require(self.embed_max_tokens >= 16, "embed_max_tokens", "must be at least 16")
-        _require(self.embed_batch_size >= 1, "embed_batch_size", "must be at least 1")
+        _require(
+            self.embed_batch_size is None or self.embed_batch_size >= 1,
+            "embed_batch_size",
+            "must be at least 1",
+        )
         _require(0.0 < self.story_threshold < 1.0, "story_threshold", "must be in (0, 1)")
         _require(
             len(self.story_weights) == len(STORY_FEATURES),

@@ -17,7 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.embed import SentenceTransformerEmbedder, cpu_has_native_bfloat16, resolve_precision
+from index.embed import (
+    SentenceTransformerEmbedder,
+    cpu_has_native_bfloat16,
+    default_batch_size,
+    resolve_precision,
+)
 from index.errors import ModelError, ParameterError
 from index.modelcache import DEFAULT_MODEL, MANIFEST_NAME, build_default_model, resolve_model
 
@@ -260,6 +265,48 @@ def test_embed_keeps_input_order_across_batches(embedder: SentenceTransformerEmb
     np.testing.assert_allclose(np.sum(together * alone, axis=1), 1.0, atol=1e-4)
     similarity = together @ alone.T
     assert list(np.argmax(similarity, axis=1)) == list(range(len(texts)))
+
+
+@pytest.mark.model
+def test_own_batches_equal_sentence_transformers_encode(model_dir: Path) -> None:
+    # embed() tokenizes once, in chunks, with the Rust tokenizer, pads its own batches and
+    # calls the model's modules itself; SentenceTransformer.encode is the reference. Chunks
+    # of 4 and batches of 2 make several chunks, each sorted on its own.
+    small = SentenceTransformerEmbedder(
+        DEFAULT_MODEL,
+        cache_dir=model_dir.parent,
+        max_seq_length=48,
+        batch_size=2,
+        chunk_size=4,
+        precision="float32",
+    )
+    assert small._direct and small._backend is not None
+    texts = [*TOKENIZER_CASES, " ".join(MULTILINGUAL) * 5, "x"]
+    ours = small.embed(texts)
+    reference = small._embed_with_encode(texts)
+    assert ours.shape == reference.shape
+    assert np.sum(ours * reference, axis=1).min() >= 0.99999
+
+
+@pytest.mark.model
+def test_rust_tokenizer_truncates_as_the_transformers_tokenizer(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    texts = ["query: " + text for text in [*TOKENIZER_CASES, " ".join(MULTILINGUAL) * 5]]
+    fast, _ = embedder._tokenize(texts)
+    backend, embedder._backend = embedder._backend, None
+    try:
+        wrapped, _ = embedder._tokenize(texts)
+    finally:
+        embedder._backend = backend
+    assert fast == wrapped
+    assert max(len(ids) for ids in fast) == 64
+
+
+def test_default_batch_size_follows_the_device() -> None:
+    assert default_batch_size("cpu") == 32
+    assert default_batch_size("cuda") == 512
+    assert default_batch_size("cuda:0") == 512
 
 
 @pytest.mark.model
