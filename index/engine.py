@@ -25,6 +25,7 @@ import functools
 import hashlib
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -70,6 +71,8 @@ from index.store import (
     VerdictRow,
     encode_embedding,
     encode_signature,
+    frequent_lines,
+    open_read_only,
 )
 from index.stories import (
     CandidateStory,
@@ -110,6 +113,7 @@ class _Prepared:
     received_at: float
     language: str | None
     line_keys: list[str]
+    learned: list[str]
 
 
 @dataclass
@@ -157,6 +161,8 @@ def _prepare_articles(
     hasher: MinHasher,
     now: float,
     learned_of: Callable[[str, list[str]], set[str]],
+    *,
+    skip_boilerplate_only: bool = False,
 ) -> list[_Prepared]:
     """Everything computed from ``articles`` before any decision.
 
@@ -164,9 +170,10 @@ def _prepare_articles(
     is known to repeat (removed as boilerplate).
 
     Raises:
-        BoilerplateOnlyError: nothing is left of an article after cleaning (the first such).
+        BoilerplateOnlyError: nothing is left of an article after cleaning (the first
+            such), unless ``skip_boilerplate_only``: such articles are then left out.
     """
-    cleaned: list[tuple[Article, str, list[str]]] = []
+    cleaned: list[tuple[Article, str, list[str], list[str]]] = []
     for article in articles:
         raw = article.text
         title = article.title
@@ -189,13 +196,15 @@ def _prepare_articles(
             learned = learned_of(article.source, keys)
         body = textlib.clean(raw, learned=learned).body
         if not body.strip():
+            if skip_boilerplate_only:
+                continue
             raise BoilerplateOnlyError(
                 f"article {article.id!r}: nothing is left after removing boilerplate "
                 "(navigation, tag lists, related-article lists); send the article body",
                 field="text",
             )
-        cleaned.append((article, body, keys))
-    normalized = [textlib.normalize(body) for _article, body, _keys in cleaned]
+        cleaned.append((article, body, keys, sorted(learned)))
+    normalized = [textlib.normalize(body) for _article, body, _keys, _learned in cleaned]
     spaceless = [textlib.is_spaceless(text) for text in normalized]
     shingles = shingle_hashes_many(
         normalized,
@@ -206,13 +215,13 @@ def _prepare_articles(
     signatures = hasher.signatures(shingles)
     term_texts = [
         textlib.normalize(article.title or "") + " " + text
-        for (article, _body, _keys), text in zip(cleaned, normalized, strict=True)
+        for (article, _body, _keys, _learned), text in zip(cleaned, normalized, strict=True)
     ]
     terms = shingle_hashes_many(
         term_texts, size=1, char_size=params.char_shingle_size, spaceless=spaceless
     )
     prepared: list[_Prepared] = []
-    for index, (article, body, keys) in enumerate(cleaned):
+    for index, (article, body, keys, learned_keys) in enumerate(cleaned):
         published = article.published_at.timestamp() if article.published_at else now
         prepared.append(
             _Prepared(
@@ -228,6 +237,7 @@ def _prepare_articles(
                 received_at=now,
                 language=article.language,
                 line_keys=keys,
+                learned=learned_keys,
             )
         )
     return prepared
@@ -244,9 +254,8 @@ class Preparation:
     parameters, same text, title and source, and no line of the article learned since as
     its source's boilerplate; it prepares the others itself.
 
-    Packed (arrays concatenated, one per kind) so that it pickles fast. ``ids`` is empty
-    when an article of the batch was only boilerplate: the engine then prepares the batch
-    itself and reports the article.
+    Packed (arrays concatenated, one per kind) so that it pickles fast. Articles that are
+    only boilerplate are left out: the engine prepares them itself and reports them.
     """
 
     params: Parameters
@@ -258,6 +267,7 @@ class Preparation:
     bodies: list[str]
     content_hashes: list[str]
     line_keys: list[list[str]]
+    learned: list[list[str]]
     shingles: npt.NDArray[np.uint32]
     shingle_ends: npt.NDArray[np.int64]
     signatures: npt.NDArray[np.uint64]
@@ -298,41 +308,63 @@ class Preparation:
             received_at=now,
             language=article.language,
             line_keys=self.line_keys[index],
+            learned=self.learned[index],
         )
 
 
 _HASHERS: dict[tuple[int, int], MinHasher] = {}
+# Read-only connections of prepare() to the stores it reads, one per store and process.
+_READERS: dict[Path, sqlite3.Connection] = {}
 
 
 def _ends(arrays: Sequence[npt.NDArray[Any]]) -> npt.NDArray[np.int64]:
     return np.cumsum([array.shape[0] for array in arrays], dtype=np.int64)
 
 
-def prepare(articles: Sequence[Article], params: Parameters) -> Preparation:
-    """What :meth:`Engine.ingest_many` computes from ``articles`` alone, as if nothing was learned.
+def prepare(
+    articles: Sequence[Article], params: Parameters, *, store: Path | None = None
+) -> Preparation:
+    """What :meth:`Engine.ingest_many` computes from ``articles`` alone.
 
     Pure: safe to call in another process (the result pickles).
+
+    Args:
+        articles: the articles to prepare.
+        params: the engine's parameters.
+        store: the engine's store file (:attr:`Engine.store_file`), read for the lines its
+            sources are known to repeat as they stand now; nothing is learned without it.
     """
     hasher = _HASHERS.get((params.num_perm, params.seed))
     if hasher is None:
         hasher = _HASHERS[params.num_perm, params.seed] = MinHasher(
             num_perm=params.num_perm, seed=params.seed
         )
-    try:
-        prepared = _prepare_articles(articles, params, hasher, 0.0, lambda _source, _keys: set())
-    except BoilerplateOnlyError:
-        prepared = []
+    learned_of: Callable[[str, list[str]], set[str]] = lambda _source, _keys: set()  # noqa: E731
+    if store is not None:
+        connection = _READERS.get(store)
+        if connection is None:
+            connection = _READERS[store] = open_read_only(store)
+        minimum = params.learn_boilerplate_min_articles
+
+        def learned_of(source: str, keys: list[str]) -> set[str]:
+            return frequent_lines(connection, source, keys, minimum)
+
+    prepared = _prepare_articles(
+        articles, params, hasher, 0.0, learned_of, skip_boilerplate_only=True
+    )
+    titles = {article.id: article.title for article in articles}
     empty_u32 = np.empty(0, dtype=np.uint32)
     return Preparation(
         params=params,
         ids=[item.article.id for item in prepared],
         text_hashes=[item.text_hash for item in prepared],
         sources=[item.article.source for item in prepared],
-        titles=[article.title for article in articles] if prepared else [],
+        titles=[titles[item.article.id] for item in prepared],
         used_titles=[item.article.title for item in prepared],
         bodies=[item.body for item in prepared],
         content_hashes=[item.content_hash for item in prepared],
         line_keys=[item.line_keys for item in prepared],
+        learned=[item.learned for item in prepared],
         shingles=np.concatenate([item.shingles for item in prepared]) if prepared else empty_u32,
         shingle_ends=_ends([item.shingles for item in prepared]),
         signatures=np.stack([item.signature for item in prepared])
@@ -566,6 +598,11 @@ class Engine:
     def _prepare_many(self, articles: Sequence[Article], now: float) -> list[_Prepared]:
         return _prepare_articles(articles, self.params, self._hasher, now, self._learned_lines)
 
+    @property
+    def store_file(self) -> Path:
+        """The SQLite file of the engine's record (what :func:`prepare` may read)."""
+        return self._store.path
+
     def _learned_lines(self, source: str, keys: list[str]) -> set[str]:
         return self._store.frequent_lines(source, keys, self.params.learn_boilerplate_min_articles)
 
@@ -579,17 +616,25 @@ class Engine:
         """:meth:`_prepare_many`, taking what ``preparation`` holds where it cannot differ."""
         if preparation is None or not preparation.ids or preparation.params != self.params:
             return self._prepare_many(articles, now)
+        items = [preparation.item(article, digests[article.id], now) for article in articles]
+        frequent = self._store.frequent_lines_many(
+            [
+                (item.article.source, item.line_keys)
+                for item in items
+                if item is not None and item.article.source and item.line_keys
+            ],
+            self.params.learn_boilerplate_min_articles,
+        )
         supplied: list[_Prepared | None] = []
         missing: list[Article] = []
-        for article in articles:
-            item = preparation.item(article, digests[article.id], now)
-            if item is None or (
-                article.source is not None
-                and item.line_keys
-                and self._learned_lines(article.source, item.line_keys)
-            ):
+        for article, item in zip(articles, items, strict=True):
+            # A worker's item holds for the lines it found learned; redo where more are now.
+            if item is not None and article.source and item.line_keys:
+                learned = {key for key in item.line_keys if (article.source, key) in frequent}
+                if learned != set(item.learned):
+                    item = None
+            if item is None:
                 missing.append(article)
-                item = None
             supplied.append(item)
         done = iter(self._prepare_many(missing, now) if missing else ())
         return [item if item is not None else next(done) for item in supplied]

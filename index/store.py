@@ -544,17 +544,21 @@ class Store:
 
     def frequent_lines(self, source: str, keys: Sequence[str], minimum: int) -> set[str]:
         """Which of ``keys`` were seen in at least ``minimum`` stored articles of ``source``."""
-        if not keys:
-            return set()
-        unique = sorted(set(keys))
-        marks = ",".join("?" * len(unique))
+        return frequent_lines(self.connection, source, keys, minimum)
+
+    def frequent_lines_many(
+        self, wanted: Sequence[tuple[str, Sequence[str]]], minimum: int
+    ) -> set[tuple[str, str]]:
+        """:meth:`frequent_lines` of many (source, keys) at once, as (source, key) pairs."""
+        pairs = {(source, key) for source, keys in wanted for key in keys}
         return {
-            key
-            for (key,) in self.connection.execute(
-                f"SELECT key FROM source_lines WHERE source = ? AND articles >= ? "
-                f"AND key IN ({marks})",
-                (source, minimum, *unique),
+            (source, key)
+            for source, key in self._select_in(
+                f"SELECT source, key FROM source_lines WHERE articles >= {int(minimum)} "
+                "AND key IN ({marks})",
+                (key for _source, key in pairs),
             )
+            if (source, key) in pairs
         }
 
     def count_lines(self, source: str, keys: Iterable[str], delta: int = 1) -> None:
@@ -563,6 +567,33 @@ class Store:
             "ON CONFLICT (source, key) DO UPDATE SET articles = articles + excluded.articles",
             [(source, key, delta) for key in sorted(set(keys))],
         )
+
+
+def frequent_lines(
+    connection: sqlite3.Connection, source: str, keys: Sequence[str], minimum: int
+) -> set[str]:
+    """Which of ``keys`` were seen in at least ``minimum`` stored articles of ``source``.
+
+    Takes a connection so that other processes can ask it of a store they only read.
+    """
+    if not keys:
+        return set()
+    unique = sorted(set(keys))
+    marks = ",".join("?" * len(unique))
+    return {
+        key
+        for (key,) in connection.execute(
+            f"SELECT key FROM source_lines WHERE source = ? AND articles >= ? AND key IN ({marks})",
+            (source, minimum, *unique),
+        )
+    }
+
+
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that only reads the store at ``path`` (safe beside its writer: WAL)."""
+    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    connection.execute("PRAGMA busy_timeout=10000")
+    return connection
 
 
 class _Transaction:

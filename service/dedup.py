@@ -607,6 +607,7 @@ def _first_pass(
     options = batch.options
     summary = batch.summary
     params = batch.engine.params
+    store_file = batch.engine.store_file
     # Chunks are parsed and handed to the workers this far ahead of the one ingested.
     ahead = 1 + (_worker_count(options) if pool is not None else 0)
     queue: deque[tuple[list[_Parsed], Future[Preparation] | None]] = deque()
@@ -646,7 +647,7 @@ def _first_pass(
                 articles = [item.article for item in parsed if item.article is not None]
                 if pool is not None and articles:
                     try:
-                        future = pool.submit(prepare, articles, params)
+                        future = pool.submit(prepare, articles, params, store=store_file)
                     except BrokenProcessPool:
                         logger.warning("a preparing worker died; preparing in this process")
                         pool = None

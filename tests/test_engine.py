@@ -234,11 +234,23 @@ def test_a_preparation_made_elsewhere_changes_no_verdict(tmp_path: Path) -> None
     # Prepared from other texts than the ones ingested, or not at all.
     stale = [Article(id="economy", text=own_text(), source="other")]
     results = []
-    for supplied in (False, True):
-        with Engine.open(tmp_path / str(supplied), mode="dedup") as engine:
+    for supplied in ("no", "alone", "reading the store"):
+        with Engine.open(tmp_path / supplied, mode="dedup") as engine:
             verdicts = []
             for batch, prepared in ((first, first), (second, second[:3] + stale)):
-                preparation = prepare(prepared, engine.params) if supplied else None
+                store = engine.store_file if supplied == "reading the store" else None
+                preparation = (
+                    None if supplied == "no" else prepare(prepared, engine.params, store=store)
+                )
+                if store is not None and batch is second:
+                    # What the store had learned: the desk line, for "flood-wire".
+                    assert preparation is not None and [
+                        article_id
+                        for article_id, learned in zip(
+                            preparation.ids, preparation.learned, strict=True
+                        )
+                        if learned
+                    ] == ["flood-wire"]
                 verdicts += engine.ingest_many(batch, preparation=preparation)
             stored = engine.get("page").article.title
         results.append(
@@ -250,7 +262,7 @@ def test_a_preparation_made_elsewhere_changes_no_verdict(tmp_path: Path) -> None
                 stored,
             )
         )
-    assert results[0] == results[1]
+    assert results[0] == results[1] == results[2]
     statuses = {verdict[0]: verdict[1:3] for verdict in results[1][0]}
     assert statuses["flood-wire"] == ("exact_duplicate", "flood")
     assert statuses["late"] == ("near_duplicate", "economy")
