@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     story_window_days: float | None = Field(None, gt=0.0)
     canonical_policy: Literal["central", "earliest"] | None = None
     embed_max_tokens: int | None = Field(None, ge=16, le=512)
+    embed_batch_size: int | None = Field(
+        None, ge=1, le=8_192, description="texts per forward pass; default 32 on CPU, 512 on CUDA"
+    )
     log_level: str = "INFO"
 
     def required_api_key(self) -> str | None:
@@ -71,6 +74,7 @@ class Settings(BaseSettings):
             "story_window_days",
             "canonical_policy",
             "embed_max_tokens",
+            "embed_batch_size",
         ):
             value = getattr(self, name)
             if value is not None:
