@@ -606,3 +606,84 @@ def test_fast_and_general_ways_agree_on_edge_cases(raw: str) -> None:
 def test_is_spaceless(sample: str, expected: bool) -> None:
     assert is_spaceless(sample) is expected
     assert is_spaceless(normalize(sample)) is expected
+
+
+# --- cleaning rules compiled without IGNORECASE ----------------------------------------------
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _rule_pairs() -> list[tuple[re.Pattern[str], re.Pattern[str]]]:
+    """Each cleaning rule the old way (IGNORECASE over the folded pattern) and as compiled."""
+    patterns = [
+        *(pattern for _name, pattern in textlib.TAIL_MARKERS),
+        *(pattern for _name, pattern in textlib.LIST_MARKERS),
+        *(pattern for _name, _chars, pattern in textlib.LINE_RULES),
+    ]
+    return [
+        (
+            re.compile(pattern.translate(textlib._MATCH.table), re.IGNORECASE),
+            textlib._fold_pattern(pattern),
+        )
+        for pattern in patterns
+    ]
+
+
+_RULE_PAIRS = _rule_pairs()
+
+
+def _assert_rules_agree(line: str) -> None:
+    folded = textlib._match_form(line)
+    for ignoring_case, compiled in _RULE_PAIRS:
+        old, new = ignoring_case.match(folded), compiled.match(folded)
+        assert (old and old.span()) == (new and new.span()), (compiled.pattern, line)
+        old, new = ignoring_case.search(folded), compiled.search(folded)
+        assert (old and old.span()) == (new and new.span()), (compiled.pattern, line)
+
+
+def _case_variants(word: str) -> list[str]:
+    """``word`` with every letter that IGNORECASE matches in other forms put in them."""
+    variants = {word, word.upper(), word.title()}
+    for plain, others in (("i", "Iİı"), ("s", "Sſ"), ("k", "KK")):
+        variants |= {word.replace(plain, other) for other in others}
+    return sorted(variants)
+
+
+_RULE_WORDS = sorted(
+    {
+        variant
+        for _old, compiled in _RULE_PAIRS
+        for word in re.findall(r"[^\W\d_]+", compiled.pattern.replace("[iı]", "i"))
+        for variant in _case_variants(word)
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(_RULE_WORDS) | st.sampled_from([" ", ": ", "© ", "*", "@", "12345"]),
+        max_size=12,
+    ).map(" ".join)
+)
+def test_rules_without_ignorecase_agree_on_case_variants(line: str) -> None:
+    _assert_rules_agree(line)
+
+
+@pytest.mark.parametrize("name", ["saudinewsnet", "ant_multisource"])
+def test_rules_without_ignorecase_agree_on_real_lines(name: str) -> None:
+    import gzip
+    import json
+
+    path = DATA / name / "articles.jsonl.gz"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent: the data sets live beside the repository")
+    with gzip.open(path, "rt", encoding="utf-8") as lines:
+        for number, record_line in enumerate(lines):
+            if number >= 1500:
+                break
+            record = json.loads(record_line)
+            text = record.get("content") or record.get("text") or ""
+            for line in text.splitlines():
+                if line.strip():
+                    _assert_rules_agree(line.strip()[:600])
