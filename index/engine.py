@@ -954,26 +954,17 @@ class Engine:
         """
         if not articles:
             return []
+        # The model runs without the lock, so matches, reads and similarity queries do not
+        # wait for a batch's forward pass: the texts that need a vector are found under the
+        # lock, embedded outside it, and the batch is then decided under the lock as if
+        # nothing had been computed ahead (what changed meanwhile is seen; a vector is a
+        # function of its text alone, so one computed ahead is the one it would compute).
+        ahead = self._embed_ahead(articles, preparation) if self._embedder is not None else {}
         with self._lock:
             now = time.time()
-            stored_hashes = self._store.text_hashes(article.id for article in articles)
-            seen: dict[str, str] = {}
-            fresh: list[Article] = []
-            for article in articles:
-                digest = _sha256(article.text)
-                previous = seen.get(article.id)
-                if previous is not None:
-                    if previous != digest:
-                        raise ConflictError(article.id)
-                    continue
-                seen[article.id] = digest
-                stored_hash = stored_hashes.get(article.id)
-                if stored_hash is None:
-                    fresh.append(article)
-                elif stored_hash != digest:
-                    raise ConflictError(article.id)
+            seen, fresh = self._fresh(articles)
             prepared = self._prepare_fresh(fresh, seen, now, preparation)
-            embeddings = self._batch_embeddings(prepared)
+            embeddings = self._batch_embeddings(prepared, ahead)
             applied: list[tuple[int, _Prepared, _Decision]] = []
             try:
                 with self._store.transaction():
@@ -995,10 +986,71 @@ class Engine:
             rows = self._store.verdict_rows_by_id(seen)
             return self._verdicts([rows[article.id] for article in articles])
 
-    def _batch_embeddings(self, prepared: Sequence[_Prepared]) -> dict[str, Vector]:
-        """Embed, in one call, the articles that are no copy of a stored or earlier one."""
-        if self._embedder is None or not prepared:
+    def _fresh(self, articles: Sequence[Article]) -> tuple[dict[str, str], list[Article]]:
+        """Each id's text hash, and the articles not stored yet (first of repeated ids).
+
+        Raises:
+            ConflictError: an id is stored, or repeated in ``articles``, with another text.
+        """
+        stored_hashes = self._store.text_hashes(article.id for article in articles)
+        seen: dict[str, str] = {}
+        fresh: list[Article] = []
+        for article in articles:
+            digest = _sha256(article.text)
+            previous = seen.get(article.id)
+            if previous is not None:
+                if previous != digest:
+                    raise ConflictError(article.id)
+                continue
+            seen[article.id] = digest
+            stored_hash = stored_hashes.get(article.id)
+            if stored_hash is None:
+                fresh.append(article)
+            elif stored_hash != digest:
+                raise ConflictError(article.id)
+        return seen, fresh
+
+    def _embed_ahead(
+        self, articles: Sequence[Article], preparation: Preparation | None
+    ) -> dict[str, Vector]:
+        """Vectors, by embedded text, of the articles that need one as the store stands now.
+
+        Found under the lock, computed outside it (see :meth:`ingest_many`).
+        """
+        with self._lock:
+            seen, fresh = self._fresh(articles)
+            prepared = self._prepare_fresh(fresh, seen, time.time(), preparation)
+            texts = [item.embed_text for item in self._needing_vectors(prepared)]
+        if not texts:
             return {}
+        vectors = self._embed(texts)
+        return {text: vectors[i] for i, text in enumerate(texts)}
+
+    def _batch_embeddings(
+        self, prepared: Sequence[_Prepared], ahead: dict[str, Vector] | None = None
+    ) -> dict[str, Vector]:
+        """Vectors of the articles that are no copy of a stored or earlier one, by id.
+
+        Texts in ``ahead`` are taken from it; the others are embedded in one call.
+        """
+        ahead = ahead or {}
+        result: dict[str, Vector] = {}
+        missing: list[_Prepared] = []
+        for item in self._needing_vectors(prepared):
+            vector = ahead.get(item.embed_text)
+            if vector is None:
+                missing.append(item)
+            else:
+                result[item.article.id] = vector
+        if missing:
+            vectors = self._embed([item.embed_text for item in missing])
+            result.update((item.article.id, vectors[i]) for i, item in enumerate(missing))
+        return result
+
+    def _needing_vectors(self, prepared: Sequence[_Prepared]) -> list[_Prepared]:
+        """The articles of a batch that are no copy of a stored or earlier one."""
+        if self._embedder is None or not prepared:
+            return []
         local = LSHIndex(threshold=self.params.lsh_threshold, num_perm=self.params.num_perm)
         hashes: dict[str, int] = {}
         needed: list[_Prepared] = []
@@ -1015,10 +1067,7 @@ class Engine:
             local.insert(index, item.signature)
             if not local_copy:
                 needed.append(item)
-        if not needed:
-            return {}
-        vectors = self._embed([item.embed_text for item in needed])
-        return {item.article.id: vectors[i] for i, item in enumerate(needed)}
+        return needed
 
     def match(self, article: Article) -> Verdict:
         """The verdict ``article`` would get, without storing anything (``stored=False``).

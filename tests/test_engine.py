@@ -9,10 +9,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from index.article import Article, Verdict
@@ -429,3 +432,50 @@ def test_same_story_joins_and_other_story_opens(story_engine: Engine) -> None:
     assert similarity.same_story and not similarity.near_duplicate
     story = story_engine.story(first.cluster.id)
     assert {member.id for member in story.members} == {"flood-1", "flood-2"}
+
+
+class _GatedEmbedder:
+    """The real embedder, holding each call until the test lets it go."""
+
+    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+        self.inner = inner
+        self.dimension = inner.dimension
+        self.name = inner.name
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.texts: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        self.texts.extend(texts)
+        self.entered.set()
+        assert self.release.wait(60), "the test never released the embedder"
+        return self.inner.embed(texts)
+
+
+@pytest.mark.model
+def test_reads_and_matches_do_not_wait_for_the_model(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    gated = _GatedEmbedder(embedder)
+    with Engine.open(tmp_path / "data", embedder=gated) as engine:
+        gated.release.set()
+        stored = engine.ingest(_article("economy", ECONOMY))
+        gated.release.clear()
+        gated.entered.clear()
+        results: list[Verdict] = []
+        writer = threading.Thread(
+            target=lambda: results.append(engine.ingest(_article("flood", FLOOD)))
+        )
+        writer.start()
+        try:
+            assert gated.entered.wait(60)
+            # The writer is inside the model call: the lock must be free.
+            copy = engine.match(_article("economy-copy", ECONOMY))
+            assert copy.status == "exact_duplicate" and copy.duplicate_of == "economy"
+            assert engine.story(stored.cluster.id).cluster.size == 1
+        finally:
+            gated.release.set()
+            writer.join(60)
+        assert results and results[0].status == "new_story"
+        # Embedded once, ahead of the decision, not again under the lock.
+        assert gated.texts.count(gated.texts[-1]) == 1
