@@ -35,6 +35,7 @@ collapsed. It is idempotent, which the tests check with hypothesis.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import re
 import sys
@@ -42,7 +43,7 @@ import unicodedata
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -784,8 +785,67 @@ _NAVIGATION_SET = frozenset(normalize(line) for line in NAVIGATION_LINES)
 _SHARE_SET = frozenset(normalize(word) for word in SHARE_WORDS)
 _TAIL_RULES = tuple((name, _fold_pattern(pattern)) for name, pattern in TAIL_MARKERS)
 _LIST_RULES = tuple((name, _fold_pattern(pattern)) for name, pattern in LIST_MARKERS)
+
+
+def _required_literals(pattern: str) -> tuple[str, ...] | None:
+    """Strings of which every match of ``pattern`` contains one, or None if none are known.
+
+    Read from the parsed pattern: a run of literal characters, or one from each branch of
+    an alternation, a group or a repeat of at least one. ``x in line`` is some hundred
+    times cheaper than a search, so a rule is searched for only in lines that hold one.
+    """
+    try:
+        # Private, so untyped and looked up at run time: a change only loses the prefilter.
+        _parser = importlib.import_module("re._parser")
+        tree = _parser.parse(pattern)
+    except Exception:
+        return None
+
+    def best_of(candidates: list[set[str]]) -> set[str] | None:
+        usable = [found for found in candidates if found and all(found)]
+        return max(usable, key=lambda found: (min(map(len, found)), -len(found)), default=None)
+
+    def sequence(items: Any) -> set[str] | None:
+        candidates: list[set[str]] = []
+        run: list[str] = []
+        for op, value in items:
+            if op is _parser.LITERAL:
+                run.append(chr(value))
+                continue
+            if run:
+                candidates.append({"".join(run)})
+                run = []
+            found: set[str] | None = None
+            if op is _parser.SUBPATTERN:
+                found = sequence(value[-1])
+            elif op is _parser.BRANCH:
+                branches = [sequence(branch) for branch in value[1]]
+                if all(branches):
+                    found = set().union(*(branch for branch in branches if branch))
+            elif op in (_parser.MAX_REPEAT, _parser.MIN_REPEAT) and value[0] >= 1:
+                found = sequence(value[2])
+            if found:
+                candidates.append(found)
+        if run:
+            candidates.append({"".join(run)})
+        return best_of(candidates)
+
+    try:
+        found = sequence(tree)
+    except Exception:
+        return None
+    return tuple(sorted(found)) if found else None
+
+
+# (name, longest line, matcher, literals one of which a match holds: None for rules
+# anchored at the start, which fail at once anyway)
 _LINE_RULES = tuple(
-    (name, max_chars, _matcher(_fold_pattern(pattern), anchored=pattern.startswith("^")))
+    (
+        name,
+        max_chars,
+        _matcher(_fold_pattern(pattern), anchored=pattern.startswith("^")),
+        None if pattern.startswith("^") else _required_literals(pattern.translate(_MATCH.table)),
+    )
     for name, max_chars, pattern in LINE_RULES
 )
 _LONGEST_RULE_CHARS = max(max_chars for _name, max_chars, _pattern in LINE_RULES)
@@ -865,8 +925,14 @@ def _line_reason(line: str, folded: str, learned: Collection[str]) -> str | None
         tokens = normalized.split()
         if len(tokens) >= 2 and all(token in _SHARE_SET for token in tokens):
             return "navigation"
-    for name, max_chars, matches in _LINE_RULES:
-        if len(line) <= max_chars and matches(folded):
+    # The literals are those of the rules as written, with i where the text may hold ı.
+    probe = folded.replace("ı", "i") if "ı" in folded else folded
+    for name, max_chars, matches, literals in _LINE_RULES:
+        if len(line) > max_chars:
+            continue
+        if literals is not None and not any(literal in probe for literal in literals):
+            continue
+        if matches(folded):
             return name
     if short and _is_byline(line):
         return "byline"

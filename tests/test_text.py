@@ -639,6 +639,21 @@ def _assert_rules_agree(line: str) -> None:
         assert (old and old.span()) == (new and new.span()), (compiled.pattern, line)
         old, new = ignoring_case.search(folded), compiled.search(folded)
         assert (old and old.span()) == (new and new.span()), (compiled.pattern, line)
+    # The literal prefilter never skips a rule that matches.
+    probe = folded.replace("ı", "i")
+    for _name, _chars, matches, literals in textlib._LINE_RULES:
+        if literals is not None and matches(folded):
+            assert any(literal in probe for literal in literals), (literals, line)
+
+
+def test_most_unanchored_line_rules_have_a_literal_prefilter() -> None:
+    unanchored = [rule for rule in textlib.LINE_RULES if not rule[2].startswith("^")]
+    with_literals = [rule for rule in textlib._LINE_RULES if rule[3] is not None]
+    assert len(with_literals) >= len(unanchored) - 1
+    assert textlib._required_literals("(?:do|does) not (?:a|b)") == (" not ",)
+    assert textlib._required_literals("ab|c(?:de|fg)h") == ("ab", "de", "fg")
+    assert textlib._required_literals("(?:x|)y") == ("y",)
+    assert textlib._required_literals(r"\d+") is None
 
 
 def _case_variants(word: str) -> list[str]:
@@ -687,3 +702,13 @@ def test_rules_without_ignorecase_agree_on_real_lines(name: str) -> None:
             for line in text.splitlines():
                 if line.strip():
                     _assert_rules_agree(line.strip()[:600])
+
+
+def test_a_dotless_i_still_matches_the_rules_i() -> None:
+    # IGNORECASE let "ı" match "i"; the rules keep doing so, prefilter included.
+    line = "Clıck here for the full story"
+    assert textlib._line_reason(line, textlib._match_form(line), ()) == "navigation"
+    sms = "SMS 123456 Zaın"
+    assert textlib._line_reason(sms, textlib._match_form(sms), ()) == "contact"
+    prose = "Heavy rain flooded the northern province on Tuesday, officials said."
+    assert clean(f"{prose}\n{line}").removed == (line,)
