@@ -28,7 +28,10 @@ What it does, with the engine's own code for every number it learns from:
    in three shuffled orders for each threshold of a grid; B-cubed F1 per threshold,
    and a two-fold check over topics (the threshold picked on one half, scored on the
    other). The picked threshold is the middle of the thresholds within 0.005 of the best
-   mean F1, not the single best point.
+   mean F1, not the single best point. The learned dense weight is shared between
+   ``dense_best`` and ``dense_centroid`` (``--centroid-shares``; a pair cannot tell them
+   apart, so the fit cannot) and the share is picked by the replay too: the share whose
+   plateau-middle threshold scores best, checked across the topic halves as well.
 
 The printed weights, intercept and threshold are what ``index/params.py`` ships.
 """
@@ -406,21 +409,53 @@ def plateau_middle(scores: dict[float, float], tolerance: float = 0.005) -> floa
     return good[len(good) // 2]
 
 
+def split_dense(params: Any, weights: Sequence[float], bias: float, centroid_share: float) -> Any:
+    """Parameters whose dense weight (best member plus centroid, as learned) is given
+    ``centroid_share`` to ``dense_centroid`` and the rest to ``dense_best``.
+
+    Scoring a story against its centroid rather than its nearest member keeps one close
+    article from chaining another event's story in; for a pair the two are one number.
+    """
+    from index.stories import FEATURE_NAMES
+
+    best, centroid = FEATURE_NAMES.index("dense_best"), FEATURE_NAMES.index("dense_centroid")
+    total = weights[best] + weights[centroid]
+    split = list(weights)
+    split[best] = round(total * (1.0 - centroid_share), 3)
+    split[centroid] = round(total - split[best], 3)
+    return params.replace(story_weights=tuple(split), story_bias=round(bias, 3))
+
+
+def pick_share_and_threshold(sweeps: dict[float, dict[float, list[float]]]) -> tuple[float, float]:
+    """The share whose plateau-middle threshold has the best mean F1, and that threshold
+    (ties: the share listed first)."""
+    best: tuple[float, float, float] | None = None
+    for share, sweep in sweeps.items():
+        means = {t: float(np.mean(f)) for t, f in sweep.items()}
+        threshold = plateau_middle(means)
+        if best is None or means[threshold] > best[0]:
+            best = (means[threshold], share, threshold)
+    assert best is not None, "no share was tried"
+    return best[1], best[2]
+
+
 def topic_split_check(
-    documents: Sequence[PreparedDocument], sweep_by_half: dict[int, dict[float, list[float]]]
+    documents: Sequence[PreparedDocument],
+    sweep_by_half: dict[int, dict[float, dict[float, list[float]]]],
 ) -> list[dict[str, float]]:
-    """Threshold picked on one half of the topics, scored on the other half."""
+    """Share and threshold picked on one half of the topics, scored on the other half."""
     checks = []
     for chosen_on, scored_on in ((0, 1), (1, 0)):
-        means = {t: float(np.mean(f)) for t, f in sweep_by_half[chosen_on].items()}
-        threshold = plateau_middle(means)
+        share, threshold = pick_share_and_threshold(sweep_by_half[chosen_on])
+        other = sweep_by_half[scored_on]
         checks.append(
             {
                 "picked_on_half": chosen_on,
+                "share": share,
                 "threshold": threshold,
-                "f1_on_other_half": float(np.mean(sweep_by_half[scored_on][threshold])),
+                "f1_on_other_half": float(np.mean(other[share][threshold])),
                 "best_on_other_half": max(
-                    float(np.mean(f)) for f in sweep_by_half[scored_on].values()
+                    float(np.mean(f)) for sweep in other.values() for f in sweep.values()
                 ),
             }
         )
@@ -456,6 +491,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="which dev set(s) the weights are learned from",
     )
     parser.add_argument("--thresholds", default="0.30,0.35,0.40,0.45,0.50,0.55,0.60,0.65,0.70,0.75")
+    parser.add_argument(
+        "--centroid-shares",
+        default="0.5,0.75,1.0",
+        help="shares of the learned dense weight given to dense_centroid (the rest to "
+        "dense_best) tried by the replay; a pair cannot tell the two apart, so SemEval "
+        "numbers do not depend on it",
+    )
+    parser.add_argument(
+        "--embedding-cache",
+        type=Path,
+        default=RESULTS,
+        metavar="DIR",
+        help="where embeddings are kept between runs (as quality.py --embedding-cache)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("faiss").setLevel(logging.WARNING)
@@ -484,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             prompt=params.embed_prompt,
         ),
         params,
-        RESULTS,
+        args.embedding_cache,
     )
     pairs = load_semeval(args.data_dir)
     ecb = load_ecb(args.data_dir)
@@ -521,8 +570,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args.regularization,
         fixed,
     )
-    weights = [round(float(w), 3) for w in model.weights]
-    tuned = params.replace(story_weights=tuple(weights), story_bias=round(model.bias, 3))
+    learned = [round(float(w), 3) for w in model.weights]
     validation = cross_validate(
         kept,
         soft,
@@ -539,13 +587,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     dense_only = similarity_scores(kept, soft[:, 0].tolist())
 
     thresholds = [float(t) for t in args.thresholds.split(",")]
-    sweep = sweep_threshold(documents, tuned, thresholds)
-    means = {t: float(np.mean(f)) for t, f in sweep.items()}
-    threshold = plateau_middle(means)
+    shares = [float(share) for share in args.centroid_shares.split(",")]
+    variants = {share: split_dense(params, learned, model.bias, share) for share in shares}
+    sweeps = {share: sweep_threshold(documents, variants[share], thresholds) for share in shares}
+    share, threshold = pick_share_and_threshold(sweeps)
+    sweep = sweeps[share]
+    weights = list(variants[share].story_weights)
     halves = {
-        half: sweep_threshold(
-            [d for d in documents if int(d.gold.split("_")[0]) % 2 == half], tuned, thresholds
-        )
+        half: {
+            candidate: sweep_threshold(
+                [d for d in documents if int(d.gold.split("_")[0]) % 2 == half],
+                variants[candidate],
+                thresholds,
+            )
+            for candidate in shares
+        }
         for half in (0, 1)
     }
     checks = topic_split_check(documents, halves)
@@ -573,20 +629,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(
         "\nECB+ online replay, B-cubed F1 per order (seeds "
         + ", ".join(map(str, ORDER_SEEDS))
-        + ")"
+        + "), per share of the dense weight on dense_centroid"
     )
-    for t, values in sweep.items():
-        mark = "  <- picked" if t == threshold else ""
-        print(
-            f"  threshold {t:.2f}: "
-            + " ".join(f"{v:.3f}" for v in values)
-            + f"  mean {means[t]:.3f}{mark}"
-        )
+    for candidate, candidate_sweep in sweeps.items():
+        for t, values in candidate_sweep.items():
+            mark = "  <- picked" if (candidate, t) == (share, threshold) else ""
+            print(
+                f"  centroid share {candidate:.2f}, threshold {t:.2f}: "
+                + " ".join(f"{v:.3f}" for v in values)
+                + f"  mean {float(np.mean(values)):.3f}{mark}"
+            )
     for check in checks:
         print(
-            f"  topics half {check['picked_on_half']} picks {check['threshold']:.2f}: "
-            f"F1 {check['f1_on_other_half']:.3f} on the other half "
-            f"(best possible there {check['best_on_other_half']:.3f})"
+            f"  topics half {check['picked_on_half']} picks share {check['share']:.2f} and "
+            f"threshold {check['threshold']:.2f}: F1 {check['f1_on_other_half']:.3f} on the "
+            f"other half (best possible there {check['best_on_other_half']:.3f})"
         )
     print("\nParameters to ship (index/params.py):")
     print(f"    story_weights = {tuple(weights)}  # {FEATURE_NAMES}")
@@ -596,6 +653,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "weights": weights,
         "bias": model.bias,
         "threshold": threshold,
+        "centroid_share": share,
         "cross_validation": validation,
         "sweep": sweep,
         "topic_checks": checks,
