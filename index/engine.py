@@ -780,11 +780,11 @@ class Engine:
                 "status": decision.status,
                 "duplicate_similarity": decision.duplicate_similarity,
                 "story_similarity": decision.story_similarity,
-            }
+            },
+            own_story=decision.story_row is None,
         )
         adds_vector = decision.original_row is None and decision.embedding is not None
         if decision.story_row is None:
-            store.update_article(row, story_row=row)
             store.save_story(
                 StoryRow(
                     row=row,

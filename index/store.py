@@ -144,6 +144,9 @@ class CanonicalRow:
     published_at: float
 
 
+_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+_NEXT_ROW = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM sqlite_sequence WHERE name = 'articles')"
+
 _ARTICLE_COLUMNS = (
     "row, id, text, title, url, source, language, published_at, received_at, text_hash, "
     "content_hash, shingles, signature, terms, embedding, story_row, original_row, status, "
@@ -411,15 +414,36 @@ class Store:
         ).fetchone()
         return None if found is None else _article(found)
 
-    def insert_article(self, values: dict[str, Any]) -> int:
-        """Insert one article (blobs already encoded); returns its row."""
+    def insert_article(self, values: dict[str, Any], *, own_story: bool = False) -> int:
+        """Insert one article (blobs already encoded); returns its row.
+
+        With ``own_story`` its ``story_row`` is its own row (it founds a story), set in
+        the same statement where SQLite can return what it assigned (3.35 and later).
+        """
+        if own_story and _RETURNING:
+            values = {**values, "story_row": None}
+            columns = ", ".join(values)
+            # AUTOINCREMENT gives a new row one more than the largest ever assigned.
+            marks = ", ".join(_NEXT_ROW if name == "story_row" else "?" for name in values)
+            found = self.connection.execute(
+                f"INSERT INTO articles ({columns}) VALUES ({marks}) RETURNING row, story_row",
+                tuple(value for name, value in values.items() if name != "story_row"),
+            ).fetchone()
+            row = int(found[0])
+            if found[1] != row:  # never seen; kept right whatever SQLite did
+                logger.warning("row %d was given story row %s; correcting", row, found[1])
+                self.update_article(row, story_row=row)
+            return row
         columns = ", ".join(values)
         marks = ", ".join("?" * len(values))
         cursor = self.connection.execute(
             f"INSERT INTO articles ({columns}) VALUES ({marks})", tuple(values.values())
         )
         assert cursor.lastrowid is not None
-        return int(cursor.lastrowid)
+        row = int(cursor.lastrowid)
+        if own_story:
+            self.update_article(row, story_row=row)
+        return row
 
     def update_article(self, row: int, **values: Any) -> None:
         assignments = ", ".join(f"{name} = ?" for name in values)

@@ -45,7 +45,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -620,10 +620,13 @@ def _first_pass(
             string_fields=(options.fields.id, *ADDED_FIELDS),
         ) as writer,
         _progress_bar(reader, options.progress) as bar,
+        # Writing (compressing, mostly, which frees the GIL) overlaps the next chunk.
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="samestory-write") as writing,
     ):
+        written: Future[None] | None = None
 
         def ingest_oldest() -> None:
-            nonlocal pool
+            nonlocal pool, written
             parsed, future = queue.popleft()
             preparation: Preparation | None = None
             if future is not None:
@@ -633,7 +636,9 @@ def _first_pass(
                     logger.warning("a preparing worker died; preparing in this process")
                     pool = None
             kept = batch.process(parsed, preparation)
-            writer.write(kept)
+            if written is not None:
+                written.result()  # one chunk in flight; a failed write stops the run
+            written = writing.submit(writer.write, kept)
             summary.written += len(kept)
             if bar is not None:
                 bar.update(reader.position() - bar.n)
@@ -656,6 +661,8 @@ def _first_pass(
                     ingest_oldest()
             while queue:
                 ingest_oldest()
+            if written is not None:
+                written.result()
         finally:
             for _parsed, pending in queue:
                 if pending is not None:

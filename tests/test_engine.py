@@ -282,6 +282,19 @@ def test_a_batch_prepared_elsewhere_still_names_its_boilerplate_only_article(
     assert dedup_engine.counts()["articles"] == 0
 
 
+def test_a_story_founded_after_deleting_the_newest_article_is_named_after_its_own_row(
+    dedup_engine: Engine,
+) -> None:
+    # New stories take their founding article's row, which never reuses a deleted one.
+    first = dedup_engine.ingest(_article("a", FLOOD))
+    second = dedup_engine.ingest(_article("b", ECONOMY))
+    dedup_engine.delete("b")
+    third = dedup_engine.ingest(_article("c", ECONOMY))
+    assert [first.cluster.id, second.cluster.id, third.cluster.id] == ["s1", "s2", "s3"]
+    assert [member.id for member in dedup_engine.story("s3").members] == ["c"]
+    assert dedup_engine.get("c").verdict.cluster.canonical.id == "c"
+
+
 def test_deleting_the_original_promotes_the_earliest_copy(dedup_engine: Engine) -> None:
     start = datetime(2025, 1, 1, tzinfo=UTC)
     dedup_engine.ingest(_article("a", FLOOD, published_at=start))
