@@ -598,6 +598,15 @@ class Engine:
     def _prepare_many(self, articles: Sequence[Article], now: float) -> list[_Prepared]:
         return _prepare_articles(articles, self.params, self._hasher, now, self._learned_lines)
 
+    def set_page_cache(self, mib: int) -> None:
+        """Let the record keep up to ``mib`` MiB of its pages in memory.
+
+        For batch work: inserting articles updates indexes on their ids and content
+        hashes at random places, which SQLite's default 2 MiB cache rereads.
+        """
+        with self._lock:
+            self._store.set_page_cache(mib)
+
     @property
     def store_file(self) -> Path:
         """The SQLite file of the engine's record (what :func:`prepare` may read)."""

@@ -280,6 +280,10 @@ class Store:
             self._connection.close()
             self._connection = None
 
+    def set_page_cache(self, mib: int) -> None:
+        """Let SQLite keep up to ``mib`` MiB of pages in memory (its default is 2)."""
+        self.connection.execute(f"PRAGMA cache_size={-1024 * int(mib)}")
+
     def transaction(self) -> _Transaction:
         """A context manager: BEGIN IMMEDIATE … COMMIT, ROLLBACK on any exception."""
         return _Transaction(self.connection)

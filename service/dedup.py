@@ -552,6 +552,7 @@ def _open_engine(settings: Settings, options: DedupOptions, store: Path) -> Iter
     synchronous = "normal" if options.store is not None else "off"
     settings = settings.model_copy(update={"data_dir": store, "synchronous": synchronous})
     engine = open_engine(settings, mode=options.mode)
+    engine.set_page_cache(BATCH_PAGE_CACHE_MIB)
     try:
         yield engine
     finally:
@@ -564,6 +565,10 @@ def _output_columns(reader: RecordReader, fields: FieldMap) -> list[str] | None:
     present = set(reader.columns)
     return reader.columns + [name for name in (fields.id, *ADDED_FIELDS) if name not in present]
 
+
+# SQLite page cache of a batch run's store: inserts touch the id and content-hash indexes at
+# random places (SaudiNewsNet: an insert 32 -> 22 us with 64 MiB instead of 2).
+BATCH_PAGE_CACHE_MIB = 64
 
 # Workers chosen by default: one per CPU beyond the one that ingests, at most this many
 # (the ingesting process is the bottleneck beyond two or three).
