@@ -656,7 +656,8 @@ _SAUDINEWSNET_FIELDS = ("--text-field", "content", "--date-field", "date_extract
 
 def _run_dedup(run: Run, source: Path, mode: str, name: str) -> tuple[float, dict[str, Any]]:
     """Wall seconds of ``samestory dedup`` as a subprocess, and what it wrote."""
-    output = run.work / f"{name}.jsonl.gz"
+    # Plain JSON Lines out, as the baseline loop writes: both read gzip and write plain.
+    output = run.work / f"{name}.jsonl"
     output.unlink(missing_ok=True)
     command = _samestory(
         "dedup", str(source), "-o", str(output), "--mode", mode, *_SAUDINEWSNET_FIELDS
@@ -676,7 +677,7 @@ def _run_dedup(run: Run, source: Path, mode: str, name: str) -> tuple[float, dic
     if finished.returncode != 0:
         raise RuntimeError(f"samestory dedup failed ({finished.returncode}); see {log}")
     statuses: dict[str, int] = {}
-    with gzip.open(output, "rt", encoding="utf-8") as lines:
+    with open(output, encoding="utf-8") as lines:
         for line in lines:
             status = json.loads(line).get("status")
             statuses[status] = statuses.get(status, 0) + 1
