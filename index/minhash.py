@@ -26,15 +26,16 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-import datasketch
 import numba
 import numpy as np
 import numpy.typing as npt
-from datasketch.lsh import _optimal_param
 
 from index.errors import IndexMismatchError, ParameterError
+
+if TYPE_CHECKING:
+    import datasketch
 
 __all__ = ["DEFAULT_WEIGHTS", "LSHIndex", "MinHasher", "containment", "jaccard"]
 
@@ -337,6 +338,8 @@ class MinHasher:
             raise ParameterError(
                 f"signature has shape {signature.shape}, this MinHasher makes ({self.num_perm},)"
             )
+        import datasketch  # its lsh module imports scipy.integrate: only when asked for
+
         return datasketch.LeanMinHash(seed=self.seed, hashvalues=signature, scheme="legacy")
 
 
@@ -371,8 +374,32 @@ def containment(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> float:
 
 @functools.lru_cache(maxsize=64)
 def _banding(threshold: float, num_perm: int, weights: tuple[float, float]) -> tuple[int, int]:
-    bands, rows = _optimal_param(threshold, num_perm, weights[0], weights[1])
-    return int(bands), int(rows)
+    """datasketch's ``MinHashLSH._optimal_param``: the (bands, rows) with the least weighted
+    sum of false positive and false negative probability mass.
+
+    datasketch integrates with ``scipy.integrate.quad``, whose import costs a fifth of a
+    second; the integrands ``1 - (1 - s^r)^b`` and ``(1 - s^r)^b`` are polynomials of
+    degree ``r * b <= num_perm``, which Gauss-Legendre quadrature with ``num_perm / 2 + 1``
+    nodes integrates exactly. ``tests/test_minhash.py`` checks the choice against
+    datasketch's over a grid of thresholds, lengths and weights.
+    """
+    nodes, node_weights = np.polynomial.legendre.leggauss(num_perm // 2 + 2)
+    below = (nodes + 1.0) * (threshold / 2.0)
+    below_weights = node_weights * (threshold / 2.0)
+    above = threshold + (nodes + 1.0) * ((1.0 - threshold) / 2.0)
+    above_weights = node_weights * ((1.0 - threshold) / 2.0)
+    false_positive_weight, false_negative_weight = weights
+    least = float("inf")
+    best = (0, 0)
+    for bands in range(1, num_perm + 1):
+        for rows in range(1, num_perm // bands + 1):
+            false_positive = float(np.dot(below_weights, 1.0 - (1.0 - below**rows) ** bands))
+            false_negative = float(np.dot(above_weights, (1.0 - above**rows) ** bands))
+            error = false_positive * false_positive_weight + false_negative * false_negative_weight
+            if error < least:
+                least = error
+                best = (bands, rows)
+    return best
 
 
 @dataclass(frozen=True, slots=True)

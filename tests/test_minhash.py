@@ -151,6 +151,37 @@ def test_banding_is_datasketchs() -> None:
     assert (balanced.bands, balanced.rows) == _optimal_param(0.5, NUM_PERM, 0.5, 0.5)
 
 
+@pytest.mark.parametrize("num_perm", [8, 16, 32, 64, 100, 128, 256])
+def test_banding_without_scipy_equals_datasketchs_over_a_grid(num_perm: int) -> None:
+    from index.minhash import _banding
+
+    for threshold in [round(0.05 * step, 2) for step in range(1, 20)]:
+        for weights in ((0.5, 0.5), (0.1, 0.9), (0.9, 0.1), (0.3, 0.7)):
+            expected = _optimal_param(threshold, num_perm, *weights)
+            assert _banding(threshold, num_perm, weights) == expected, (threshold, weights)
+
+
+def test_the_engine_path_imports_no_scipy_integrate() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "import index.engine\n"
+        "from index.minhash import LSHIndex\n"
+        "LSHIndex(threshold=0.5, num_perm=128)\n"
+        "print(sorted({'datasketch', 'scipy.integrate'} & set(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]"
+
+
 def test_bad_lsh_parameters_are_refused() -> None:
     with pytest.raises(ParameterError, match="threshold"):
         LSHIndex(threshold=0.0, num_perm=NUM_PERM)
