@@ -42,6 +42,7 @@ import multiprocessing
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -589,19 +590,29 @@ def _worker_count(options: DedupOptions) -> int:
 def _preparing_pool(options: DedupOptions) -> Iterator[ProcessPoolExecutor | None]:
     """Worker processes for :func:`~index.engine.prepare`, or None to prepare in process.
 
-    Forked where the platform allows it, before the engine opens its store or loads a
-    model, so the workers start at once with this process's imports and hold nothing else.
+    Forked where the platform allows it and this process runs no other thread, before the
+    engine opens its store or loads a model, so the workers start at once with this
+    process's imports and hold nothing else.
     """
     workers = _worker_count(options)
     if workers <= 0:
         yield None
         return
     methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    # Forking is only safe while this process has no other thread (one could hold a lock
+    # the child would wait on forever); otherwise the workers start afresh.
+    method = "fork" if "fork" in methods and threading.active_count() == 1 else None
+    if method is None:
+        method = "forkserver" if "forkserver" in methods else "spawn"
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
     try:
-        pool.submit(int).result()  # start the workers now
-        yield pool
+        try:
+            pool.submit(int).result()  # start the workers now
+        except (BrokenProcessPool, OSError) as error:
+            logger.warning("preparing workers did not start (%s); preparing in this process", error)
+            yield None
+        else:
+            yield pool
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -274,6 +274,25 @@ def test_worker_processes_do_not_change_the_output(
     assert outputs[0][3] > 0
 
 
+def test_workers_start_afresh_when_another_thread_runs(
+    tmp_path: Path, articles: list[dict[str, Any]]
+) -> None:
+    # Forking beside a running thread is unsafe; the workers are spawned instead.
+    import threading
+
+    source = write(tmp_path / "in.jsonl", articles)
+    deduplicate(options(source, tmp_path / "alone.jsonl", batch_size=5, workers=0))
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        deduplicate(options(source, tmp_path / "beside.jsonl", batch_size=5, workers=1))
+    finally:
+        stop.set()
+        other.join()
+    assert (tmp_path / "beside.jsonl").read_bytes() == (tmp_path / "alone.jsonl").read_bytes()
+
+
 def _bad_input(tmp_path: Path, articles: list[dict[str, Any]]) -> Path:
     good = [orjson.dumps(record) for record in articles[:6]]
     lines = [
