@@ -930,8 +930,12 @@ def _line_reason(line: str, folded: str, learned: Collection[str]) -> str | None
     for name, max_chars, matches, literals in _LINE_RULES:
         if len(line) > max_chars:
             continue
-        if literals is not None and not any(literal in probe for literal in literals):
-            continue
+        if literals is not None:
+            for literal in literals:  # a loop: a third cheaper than any() over a generator
+                if literal in probe:
+                    break
+            else:
+                continue
         if matches(folded):
             return name
     if short and _is_byline(line):
