@@ -133,29 +133,7 @@ def test_story_probability_rises_with_every_similarity_feature() -> None:
         values = base.vector()
         values[FEATURE_NAMES.index(name)] += 0.1
         raised = type(base)(*values)
-        # dense_best may carry no weight (the calibrated dense weight is the centroid's)
-        assert story_probability(raised, params) >= low, name
-    for name in ("dense_centroid", "lexical_best"):
-        values = base.vector()
-        values[FEATURE_NAMES.index(name)] += 0.1
-        assert story_probability(type(base)(*values), params) > low, name
-    # a pair's dense similarity is both dense features at once
-    both = type(base)(*[0.95, 0.95, *base.vector()[2:]])
-    assert story_probability(both, params) > low
+        assert story_probability(raised, params) > low, name
     later = type(base)(*[*base.vector()[:-1], 5.0])
     assert story_probability(later, params) < low
     assert 0.0 < low < 1.0
-
-
-def test_a_story_is_joined_on_its_centroid_not_one_close_member() -> None:
-    # One member is a near-copy of the article (cosine 0.97, every term shared), but the
-    # story as a whole lies elsewhere (centroid cosine 0.8): no chaining through it.
-    params = Parameters()
-    query = _query(_unit(1, 0), _terms(1, 2, 3))
-    members = [_neighbour(7, 0.97, _terms(1, 2, 3))]
-    elsewhere = {7: CandidateStory(_unit(0.8, 0.6), 0.0, 0.0)}
-    row, probability = choose_story(query, [(7, members)], elsewhere, params, None)
-    assert row is None and probability is not None and probability < params.story_threshold
-    around = {7: CandidateStory(_unit(0.95, np.sqrt(1 - 0.95**2)), 0.0, 0.0)}
-    row, _probability = choose_story(query, [(7, members)], around, params, None)
-    assert row == 7
