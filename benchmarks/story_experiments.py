@@ -2,8 +2,8 @@
 round"): dates and weekdays read from the text, capitalized-token and number overlap, and
 cluster-level dense scoring, measured on the dev sets; none of them is shipped.
 
-Run from the repository root (about 3 minutes with the embeddings cached, as after
-``quality.py --embedding-cache DIR``)::
+Run from the repository root (about 7 minutes with the embeddings cached, as after
+``quality.py --embedding-cache DIR``; nearly all of it ECB+ replays)::
 
     .venv/bin/python benchmarks/story_experiments.py --embedding-cache benchmarks/results
 
@@ -52,6 +52,9 @@ from benchmarks.quality import (  # noqa: E402
 )
 
 logger = logging.getLogger("benchmarks.story_experiments")
+
+# One order's luck moves B-cubed F1 by 0.01-0.02: differences are judged on many orders.
+MANY_ORDERS = tuple(range(1, 21))
 
 # -- dates and weekdays written in the text ----------------------------------------------------
 
@@ -351,11 +354,11 @@ class Model:
     """Logistic story score. Against a story, the dense weight is shared among the best
     member, the centroid and the mean of the best ``top_k`` members (missing members
     count as the centroid); a pair cannot tell these apart. The default is what
-    ``index/params.py`` ships: all of it on the centroid."""
+    ``index/params.py`` ships: an even split between nearest member and centroid."""
 
     weights: dict[str, float]
     bias: float
-    shares: tuple[float, float, float] = (0.0, 1.0, 0.0)
+    shares: tuple[float, float, float] = (0.5, 0.5, 0.0)
     top_k: int = 3
 
     def logit_pair(self, rows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -627,11 +630,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             for t in (0.5, 0.6, 0.7)
         }
         threshold, f1 = max(runs.items(), key=lambda kv: float(np.mean(kv[1])))
+        many = [
+            bcubed([str(s) for s in replay(docs, model, threshold, seed)], gold)[2]
+            for seed in MANY_ORDERS
+        ]
         print(
             f"{label:<40} SemEval {metrics['all']:.3f} / {metrics['auc']:.3f}  ar-ar "
             f"{metrics['ar-ar']:.3f}  de-en {metrics['de-en']:.3f}  ECB+ "
             + " / ".join(f"{v:.3f}" for v in f1)
-            + f" ({threshold})"
+            + f" ({threshold}); orders 1-{len(MANY_ORDERS)} mean {np.mean(many):.4f}"
         )
         print(
             "    weights "
@@ -642,9 +649,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("\n## Cluster-level dense scoring (shares of the dense weight; SemEval unchanged)\n")
     shipped = models["shipped features, refitted"]
     for shares, top_k in (
-        ((0.0, 1.0, 0.0), 3),
-        ((0.25, 0.75, 0.0), 3),
         ((0.5, 0.5, 0.0), 3),
+        ((0.25, 0.75, 0.0), 3),
+        ((0.0, 1.0, 0.0), 3),
         ((1.0, 0.0, 0.0), 3),
         ((0.0, 0.5, 0.5), 2),
         ((0.0, 0.5, 0.5), 3),
@@ -652,15 +659,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         ((0.0, 0.0, 1.0), 3),
     ):
         variant = Model(shipped.weights, shipped.bias, shares, top_k)
-        for threshold in (0.5, 0.6):
+        for threshold in (0.55, 0.6, 0.65):
             f1 = [
                 bcubed([str(s) for s in replay(docs, variant, threshold, seed)], gold)[2]
-                for seed in ORDER_SEEDS
+                for seed in MANY_ORDERS
             ]
             print(
                 f"best / centroid / mean of top {top_k}: {shares}, threshold {threshold}: "
-                + " / ".join(f"{v:.3f}" for v in f1)
-                + f"  mean {np.mean(f1):.3f}"
+                + " / ".join(f"{v:.3f}" for v in f1[:3])
+                + f"; orders 1-{len(MANY_ORDERS)} mean {np.mean(f1):.4f}, worst {min(f1):.3f}"
             )
 
     # SemEval ar-ar pairs where one side is only the ahewar.org site header (the crawl
