@@ -49,7 +49,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import IO, Any, Literal, TextIO
@@ -99,6 +99,11 @@ logger = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+BATCH_SIZE = 512
+"""Records per chunk by default."""
+GPU_BATCH_SIZE = 4096
+"""Records per chunk by default in ``stories`` mode on CUDA (see ``DedupOptions``)."""
 EXIT_UNREADABLE = 3
 
 Keep = Literal["all", "canonical", "first"]
@@ -181,7 +186,10 @@ class DedupOptions:
             one beside the output when ``None``.
         rejects: where bad records are listed; ``<output>.rejects.jsonl`` when ``None``.
         strict: stop at the first bad record with :class:`BadRecordError`.
-        batch_size: records read, ingested (one transaction) and written per chunk.
+        batch_size: records read, ingested (one transaction) and written per chunk;
+            ``None``: :data:`BATCH_SIZE`, or :data:`GPU_BATCH_SIZE` in ``stories`` mode on
+            a CUDA device, where the embedder's pipeline drains at every chunk (on an
+            H100, 7,590 docs/s in calls of 512 texts, 9,725 in one call).
         progress: show a progress bar on stderr.
         workers: processes that clean, normalize, shingle and MinHash the chunks ahead
             of the one being ingested (verdicts are the same); 0 does it all in this
@@ -197,7 +205,7 @@ class DedupOptions:
     store: Path | None = None
     rejects: Path | None = None
     strict: bool = False
-    batch_size: int = 512
+    batch_size: int | None = None
     progress: bool = False
     workers: int | None = None
 
@@ -525,6 +533,8 @@ def deduplicate(options: DedupOptions, settings: Settings | None = None) -> Summ
         else:
             store = options.store
         settings = settings or Settings()
+        if options.batch_size is None:
+            options = replace(options, batch_size=default_batch_size(options.mode, settings.device))
         pool = stack.enter_context(_preparing_pool(options))
         engine = stack.enter_context(_open_engine(settings, options, store))
         rejects = stack.enter_context(open(options.rejects_path, "wb"))
@@ -574,6 +584,11 @@ BATCH_PAGE_CACHE_MIB = 64
 # Workers chosen by default: one per CPU beyond the one that ingests, at most this many
 # (the ingesting process is the bottleneck beyond two or three).
 MAX_AUTO_WORKERS = 3
+
+
+def default_batch_size(mode: Mode, device: str) -> int:
+    """Records per chunk when none is given: larger in ``stories`` mode on CUDA."""
+    return GPU_BATCH_SIZE if mode == "stories" and device.startswith("cuda") else BATCH_SIZE
 
 
 def _worker_count(options: DedupOptions) -> int:
@@ -662,7 +677,7 @@ def _first_pass(
                 bar.set_postfix_str(f"{summary.read:,} docs, {rate:,.0f} docs/s", refresh=False)
 
         try:
-            for chunk in reader.chunks(options.batch_size):
+            for chunk in reader.chunks(options.batch_size or BATCH_SIZE):
                 parsed = batch.parse(chunk)
                 future: Future[Preparation] | None = None
                 articles = [item.article for item in parsed if item.article is not None]
@@ -698,7 +713,7 @@ def _final_pass(batch: _Batch, source: Path, target: Path) -> int:
         open_reader(source, file_format) as reader,
         open_writer(target, file_format, columns=reader.columns, schema=reader.schema) as writer,
     ):
-        for chunk in reader.chunks(options.batch_size):
+        for chunk in reader.chunks(options.batch_size or BATCH_SIZE):
             kept: list[Record] = []
             for line, record in chunk:
                 if isinstance(record, BadRecord):
@@ -791,9 +806,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size",
         type=_positive_int,
-        default=512,
+        default=None,
         metavar="N",
-        help="records per chunk and per engine transaction (default: %(default)s)",
+        help=f"records per chunk and per engine transaction (default: {BATCH_SIZE}; "
+        f"{GPU_BATCH_SIZE} in stories mode on CUDA)",
     )
     parser.add_argument(
         "--workers",

@@ -714,3 +714,12 @@ def _story_articles() -> list[dict[str, Any]]:
             )
     records.append({**records[0], "id": "story0-copy"})
     return records
+
+
+def test_default_chunk_is_larger_for_the_model_on_a_gpu() -> None:
+    from service.dedup import BATCH_SIZE, GPU_BATCH_SIZE, default_batch_size
+
+    assert default_batch_size("stories", "cuda") == GPU_BATCH_SIZE > BATCH_SIZE
+    assert default_batch_size("stories", "cuda:1") == GPU_BATCH_SIZE
+    assert default_batch_size("stories", "cpu") == BATCH_SIZE
+    assert default_batch_size("dedup", "cuda") == BATCH_SIZE
