@@ -46,6 +46,9 @@ _PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 _T = TypeVar("_T")
 
+_PREFETCH_DEPTH = 4
+"""Batches tokenized and padded ahead of the forward pass on CUDA."""
+
 
 def cpu_has_native_bfloat16() -> bool:
     """Whether this CPU multiplies bfloat16 natively (x86 AVX512-BF16 or AMX-BF16).
@@ -179,7 +182,6 @@ class SentenceTransformerEmbedder:
         self._direct = _direct_forward_supported(self._model)
         self._backend = _truncating_backend(self._tokenizer, self._model.max_seq_length)
         self._token_types = "token_type_ids" in getattr(self._tokenizer, "model_input_names", ())
-        self._prefetch_depth = 4
         self.chunk_size = max(chunk_size, batch_size)
         self.dimension = _dimension(self._model)
         logger.info(
@@ -215,7 +217,7 @@ class SentenceTransformerEmbedder:
             if pin:
                 # Only worth a thread where the forward pass leaves the CPU free: on a CPU
                 # device the tokenizer would compete with torch's own threads.
-                batches = _prefetch(pool, batches, depth=self._prefetch_depth)
+                batches = _prefetch(pool, batches, depth=_PREFETCH_DEPTH)
             for rows, features in batches:
                 on_device = {
                     name: tensor.to(device, non_blocking=pin) for name, tensor in features.items()
@@ -303,14 +305,8 @@ class SentenceTransformerEmbedder:
     def _longest_first(self, texts: Sequence[str]) -> npt.NDArray[np.intp]:
         # Sorting by tokens rather than characters (sentence-transformers' own proxy) keeps
         # mixed scripts apart: 1,000 Arabic characters make far more tokens than 1,000 Latin.
-        encoded = self._tokenizer(
-            [self._prompt + text for text in texts],
-            add_special_tokens=True,
-            truncation=True,
-            max_length=self._model.max_seq_length,
-            return_attention_mask=False,
-        )
-        lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64)
+        ids, _types = self._tokenize([self._prompt + text for text in texts])
+        lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
         return np.argsort(-lengths, kind="stable")
 
 
