@@ -186,9 +186,13 @@ def _payload(article: NewsArticle, article_id: str | None = None) -> dict[str, A
 
 
 def _usable(articles: Sequence[NewsArticle]) -> list[NewsArticle]:
+    return [article for article in articles if article.text.strip()]
+
+
+def _accepted(articles: Sequence[NewsArticle]) -> list[NewsArticle]:
     """Articles the service accepts: ANT holds a few crawl failures whose whole text is a
-    publisher disclaimer, which the service rightly refuses (422, boilerplate only); load
-    is made of real articles, so those are left out rather than counted as errors."""
+    publisher disclaimer, which the service rightly refuses (422, boilerplate only); REST
+    load is made of real articles, so those are left out rather than counted as errors."""
     from index import text as textlib
 
     return [article for article in articles if textlib.clean(article.text).body.strip()]
@@ -774,7 +778,7 @@ def stage_rest(run: Run) -> None:
     seeded = seeded_store(run, sizes.stored)
     stored = _seeded_count(seeded)
     data_dir = _copy_store(seeded, run.work / "rest-store")
-    fresh = _usable(load_ant(run.data))
+    fresh = _accepted(_usable(load_ant(run.data)))
     with serve(run, data_dir, "rest-serve") as server:
         if "rest" in wanted:
             _measure_ingest(run, server, fresh, stored)
