@@ -330,6 +330,14 @@ def extra_features(a: Doc, b: Doc) -> dict[str, float]:
 
 
 BASE = ("dense", "lexical", "cross_language")
+ENTITIES_AND_DATES = (
+    "capitalized",
+    "numbers",
+    "years_shared",
+    "years_disjoint",
+    "day_within_3",
+    "weekdays_disjoint",
+)
 COLUMNS = BASE + EXTRA
 
 
@@ -578,15 +586,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "joint, + capitalized, numbers, dates",
             {
                 "ecb_share": 1.0,
-                "learned": [
-                    *BASE,
-                    "capitalized",
-                    "numbers",
-                    "years_shared",
-                    "years_disjoint",
-                    "day_within_3",
-                    "weekdays_disjoint",
-                ],
+                "learned": [*BASE, *ENTITIES_AND_DATES],
             },
         ),
     ]
@@ -595,15 +595,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "joint, ECB+ weighted 20x, all above",
             {
                 "ecb_share": 20.0,
-                "learned": [
-                    *BASE,
-                    "capitalized",
-                    "numbers",
-                    "years_shared",
-                    "years_disjoint",
-                    "day_within_3",
-                    "weekdays_disjoint",
-                ],
+                "learned": [*BASE, *ENTITIES_AND_DATES],
             },
         )
     )
