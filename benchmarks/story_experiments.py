@@ -1,6 +1,8 @@
 """Story-score experiments beyond the shipped features (``benchmarks/README.md``, "Second
-round"): dates and weekdays read from the text, capitalized-token and number overlap, and
-cluster-level dense scoring, measured on the dev sets; none of them is shipped.
+round"): dates and weekdays read from the text (``index.dates``), capitalized-token and
+number overlap, and cluster-level dense scoring, measured on the dev sets. Of these only
+the year and weekday conflicts were shipped since, and in clustering only ("Third round";
+``calibrate.py`` fits them).
 
 Run from the repository root (about 7 minutes with the embeddings cached, as after
 ``quality.py --embedding-cache DIR``; nearly all of it ECB+ replays)::
@@ -27,7 +29,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -50,177 +51,12 @@ from benchmarks.quality import (  # noqa: E402
     make_embedder,
     roc_auc,
 )
+from index.dates import FIRST_YEAR, LAST_YEAR, DateReader, TextDates, evidence_text  # noqa: E402
 
 logger = logging.getLogger("benchmarks.story_experiments")
 
 # One order's luck moves B-cubed F1 by 0.01-0.02: differences are judged on many orders.
 MANY_ORDERS = tuple(range(1, 21))
-
-# -- dates and weekdays written in the text ----------------------------------------------------
-
-_MONTH_WORDS = {
-    1: "january jan januar jänner janvier enero stycznia styczeń ocak يناير كانون_الثاني",
-    2: "february feb februar février fevrier febrero lutego luty şubat subat فبراير شباط",
-    3: "march mar märz maerz mars marzo marca marzec mart مارس آذار",
-    4: "april apr avril abril kwietnia kwiecień nisan أبريل ابريل إبريل نيسان",
-    5: "may mai mayo maja maj mayıs mayis مايو أيار",
-    6: "june jun juni juin junio czerwca czerwiec haziran يونيو يونيه حزيران",
-    7: "july jul juli juillet julio lipca lipiec temmuz يوليو يوليه تموز",
-    8: "august aug august août aout agosto sierpnia sierpień ağustos agustos أغسطس اغسطس آب",
-    9: "september sep sept septembre septiembre setiembre września wrzesień eylül سبتمبر أيلول",
-    10: "october oct oktober octobre octubre października październik ekim أكتوبر اكتوبر "
-    "تشرين_الأول",
-    11: "november nov novembre noviembre listopada listopad kasım kasim نوفمبر تشرين_الثاني",
-    12: "december dec dezember décembre decembre diciembre grudnia grudzień aralık ديسمبر "
-    "كانون_الأول",
-}
-_WEEKDAY_WORDS = {
-    0: "monday montag lundi lunes poniedziałek pazartesi الاثنين الإثنين",
-    1: "tuesday dienstag mardi martes wtorek salı sali الثلاثاء",
-    2: "wednesday mittwoch mercredi miércoles miercoles środa çarşamba الأربعاء",
-    3: "thursday donnerstag jeudi jueves czwartek perşembe persembe الخميس",
-    4: "friday freitag vendredi viernes piątek cuma الجمعة",
-    5: "saturday samstag sonnabend samedi sábado sabado sobota cumartesi السبت",
-    6: "sunday sonntag dimanche domingo niedziela pazar الأحد الاحد",
-}
-_TOKEN_RE = re.compile(r"\d+|[^\W\d_]+")
-_EPOCH = date(1970, 1, 1).toordinal()
-
-
-def _vocabulary(
-    table: dict[int, str],
-) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
-    from index.text import normalize
-
-    single: dict[str, int] = {}
-    double: dict[tuple[str, str], int] = {}
-    for number, words in table.items():
-        for word in words.split():
-            parts = [normalize(part) for part in word.split("_")]
-            if len(parts) == 2:
-                double[(parts[0], parts[1])] = number
-            else:
-                single[parts[0]] = number
-    return single, double
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """Dates (days since 1970), years and weekdays (Monday 0) a text mentions."""
-
-    days: frozenset[int]
-    years: frozenset[int]
-    weekdays: frozenset[int]
-
-
-class DateReader:
-    """Reads :class:`Evidence` from normalized text: day month year, month day year, ISO and
-    numeric dates, month year and bare years (1950-2049), weekday names; en, de, fr, es,
-    pl, tr, ar (Levantine month names too)."""
-
-    def __init__(self) -> None:
-        from index.text import normalize
-
-        self.months, self.month_pairs = _vocabulary(_MONTH_WORDS)
-        self.weekdays, _pairs = _vocabulary(_WEEKDAY_WORDS)
-        self.fillers = {normalize(w) for w in ("de", "del", "of", "the", "عام", "سنة")}
-
-    def read(self, text: str) -> Evidence:
-        from index.text import normalize
-
-        tokens = _TOKEN_RE.findall(normalize(text))
-        days: set[int] = set()
-        years: set[int] = set()
-        weekdays: set[int] = set()
-        i = 0
-        while i < len(tokens):
-            token = tokens[i]
-            if token in self.weekdays:
-                weekdays.add(self.weekdays[token])
-                i += 1
-                continue
-            found = self._date_at(tokens, i)
-            if found is not None:
-                day, found_year, used = found
-                if day is not None:
-                    days.add(day)
-                years.add(found_year)
-                i += used
-                continue
-            bare = _year(token)
-            if bare is not None:
-                years.add(bare)
-            i += 1
-        return Evidence(frozenset(days), frozenset(years), frozenset(weekdays))
-
-    def _month_at(self, tokens: list[str], i: int) -> tuple[int, int] | None:
-        if i + 1 < len(tokens) and (tokens[i], tokens[i + 1]) in self.month_pairs:
-            month, used = self.month_pairs[(tokens[i], tokens[i + 1])], 2
-        elif i < len(tokens) and tokens[i] in self.months:
-            month, used = self.months[tokens[i]], 1
-        else:
-            return None
-        following = self._month_at(tokens, i + used)  # "يوليو تموز": two names, one month
-        if following is not None and following[0] == month:
-            used += following[1]
-        return month, used
-
-    def _skip(self, tokens: list[str], i: int) -> int:
-        while i < len(tokens) and tokens[i] in self.fillers:
-            i += 1
-        return i
-
-    def _date_at(self, tokens: list[str], i: int) -> tuple[int | None, int, int] | None:
-        """(day or None for month precision, year, tokens used) of a date starting at i."""
-
-        def at(k: int) -> str:
-            return tokens[k] if k < len(tokens) else ""
-
-        year = _year(at(i))
-        if year is not None and _small(at(i + 1), 12) and _small(at(i + 2), 31):
-            return _day(year, int(at(i + 1)), int(at(i + 2))), year, 3
-        if _small(at(i), 31):
-            if _small(at(i + 1), 12) and _year(at(i + 2)) is not None:
-                year = _year(at(i + 2))
-                assert year is not None
-                return _day(year, int(at(i + 1)), int(at(i))), year, 3
-            start = self._skip(tokens, i + 1)
-            named = self._month_at(tokens, start)
-            if named is not None:
-                end = self._skip(tokens, start + named[1])
-                year = _year(at(end))
-                if year is not None:
-                    return _day(year, named[0], int(at(i))), year, end + 1 - i
-            return None
-        named = self._month_at(tokens, i)
-        if named is None:
-            return None
-        end = self._skip(tokens, i + named[1])
-        year = _year(at(end + 1))
-        if _small(at(end), 31) and year is not None:
-            return _day(year, named[0], int(at(end))), year, end + 2 - i
-        year = _year(at(end))
-        if year is not None:
-            return None, year, end + 1 - i
-        return None
-
-
-def _year(token: str) -> int | None:
-    if len(token) == 4 and token.isdigit() and 1950 <= int(token) <= 2049:
-        return int(token)
-    return None
-
-
-def _small(token: str, limit: int) -> bool:
-    return 1 <= len(token) <= 2 and token.isdigit() and 1 <= int(token) <= limit
-
-
-def _day(year: int, month: int, day: int) -> int | None:
-    try:
-        return date(year, month, day).toordinal() - _EPOCH
-    except ValueError:
-        return None
-
 
 # -- documents and pair features ---------------------------------------------------------------
 
@@ -233,7 +69,7 @@ class Doc:
     embedding: npt.NDArray[np.float32]
     terms: npt.NDArray[np.uint32]
     language: str | None
-    evidence: Evidence
+    evidence: TextDates
     capitalized: frozenset[str]
     numbers: frozenset[str]
 
@@ -250,15 +86,6 @@ EXTRA = (
 )
 # Conflicts hold against a story only when they hold against every member compared.
 CONFLICTS = {"years_disjoint", "latest_year_differs", "days_all_apart", "weekdays_disjoint"}
-
-
-def _evidence_text(raw: str, body: str) -> str:
-    """The body with the date lines cleaning removed around it, not the tail below it
-    (read-also lists carry other stories' dates)."""
-    lines = body.splitlines()
-    last = lines[-1] if lines else ""
-    end = raw.rfind(last) if last else -1
-    return raw[: end + len(last)] if end >= 0 else body
 
 
 def prepare(engine: Any, items: Sequence[tuple[str, str]], reader: DateReader) -> list[Doc | None]:
@@ -289,7 +116,7 @@ def prepare(engine: Any, items: Sequence[tuple[str, str]], reader: DateReader) -
             or (len(word) > 1 and word.isupper())
         )
         numbers = frozenset(
-            n for n in re.findall(r"\d+", normalize(item.body)) if len(n) >= 2 and not _year(n)
+            n for n in re.findall(r"\d+", normalize(item.body)) if len(n) >= 2 and not _is_year(n)
         )
         docs.append(
             Doc(
@@ -297,12 +124,16 @@ def prepare(engine: Any, items: Sequence[tuple[str, str]], reader: DateReader) -
                 embedding=next(vectors),
                 terms=item.terms,
                 language=detect_language(item.body),
-                evidence=reader.read(_evidence_text(raw, item.body)),
+                evidence=reader.read_all(evidence_text(raw, item.body)),
                 capitalized=capitalized,
                 numbers=numbers,
             )
         )
     return docs
+
+
+def _is_year(token: str) -> bool:
+    return len(token) == 4 and FIRST_YEAR <= int(token) <= LAST_YEAR
 
 
 def _cosine(a: frozenset[Any], b: frozenset[Any]) -> float:

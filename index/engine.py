@@ -38,6 +38,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from index import dates
 from index import text as textlib
 from index.article import (
     Article,
@@ -80,6 +81,8 @@ from index.stories import (
     StoryQuery,
     candidate_stories,
     choose_story,
+    clustering_probability,
+    pair_conflicts,
     pair_features,
     story_probability,
     unit,
@@ -114,6 +117,8 @@ class _Prepared:
     language: str | None
     line_keys: list[str]
     learned: list[str]
+    # Event-time evidence (index.dates), read when story scoring first needs it.
+    evidence: int | None = None
 
 
 @dataclass
@@ -464,8 +469,31 @@ class Engine:
             snapshot_every=snapshot_every,
             fingerprint=fingerprint,
         )
+        engine._fill_evidence()
         engine._load_indexes()
         return engine
+
+    def _fill_evidence(self) -> None:
+        """Read the event-time evidence of story articles stored before schema version 2."""
+        store = self._store
+        if store.meta("evidence_pending") is None:
+            return
+        filled = 0
+        while rows := store.rows_without_evidence(2_000):
+            values = []
+            for row, text, title in rows:
+                raw = text
+                if textlib.looks_like_html(raw):
+                    raw, _title = textlib.extract_html(raw)
+                body = textlib.clean(raw).body
+                evidence = dates.read_evidence(dates.evidence_text(raw, body, title))
+                values.append((dates.to_bytes(evidence), row))
+            with store.transaction():
+                store.set_evidence(values)
+            filled += len(values)
+        with store.transaction():
+            store.connection.execute("DELETE FROM meta WHERE key = 'evidence_pending'")
+        logger.info("read the event-time evidence of %d stored articles", filled)
 
     def close(self) -> None:
         """Write index snapshots and close the store. Idempotent."""
@@ -738,6 +766,7 @@ class Engine:
                 published_at=rows[row].published_at,
                 terms=rows[row].terms,
                 language=rows[row].language,
+                evidence=dates.from_bytes(rows[row].evidence),
             )
             for row, score in found
             if row in rows
@@ -757,7 +786,21 @@ class Engine:
         # Language is otherwise detected only on commit; scoring needs it to know when
         # missing term overlap is expected (a story reported in another language).
         language = prepared.language or detect_language(prepared.body)
-        return StoryQuery(embedding, prepared.terms, language, prepared.published_at)
+        return StoryQuery(
+            embedding, prepared.terms, language, prepared.published_at, self._evidence(prepared)
+        )
+
+    @staticmethod
+    def _evidence(prepared: _Prepared) -> int:
+        """The years and weekdays the article names (:mod:`index.dates`), read once."""
+        if prepared.evidence is None:
+            raw = prepared.article.text
+            if textlib.looks_like_html(raw):
+                raw = prepared.body  # the extracted text is not kept; the body has the lead
+            prepared.evidence = dates.read_evidence(
+                dates.evidence_text(raw, prepared.body, prepared.article.title)
+            )
+        return prepared.evidence
 
     # -- committing -------------------------------------------------------------------------
 
@@ -789,6 +832,10 @@ class Engine:
                 "status": decision.status,
                 "duplicate_similarity": decision.duplicate_similarity,
                 "story_similarity": decision.story_similarity,
+                # Read for what can be a story neighbour: articles with their own vector.
+                "evidence": dates.to_bytes(self._evidence(prepared))
+                if decision.embedding is not None and decision.original_row is None
+                else None,
             },
             own_story=decision.story_row is None,
         )
@@ -1141,26 +1188,28 @@ class Engine:
                 copy, similarity, contained = True, 1.0, 1.0
             else:
                 copy, similarity, contained = self._is_copy(first.shingles, second.shingles)
-            story = 1.0 if copy else self._pair_story_similarity(first, second)
+            story, clustered = (1.0, 1.0) if copy else self._pair_story_similarity(first, second)
             return Similarity(
                 jaccard=round(similarity, 6),
                 containment=round(contained, 6),
                 story_similarity=round(story, 6),
                 near_duplicate=copy,
-                same_story=copy or story >= self.params.story_threshold,
+                same_story=copy or clustered >= self.params.story_threshold,
             )
 
-    def _pair_story_similarity(self, first: _Prepared, second: _Prepared) -> float:
+    def _pair_story_similarity(self, first: _Prepared, second: _Prepared) -> tuple[float, float]:
+        """The pair score, and the score clustering would decide on (with conflicts)."""
         if self._embedder is None:
-            return weighted_overlap(first.terms, second.terms, self._frequencies)
+            overlap = weighted_overlap(first.terms, second.terms, self._frequencies)
+            return overlap, overlap
         vectors = self._embed([first.embed_text, second.embed_text])
-        features = pair_features(
-            float(np.dot(vectors[0], vectors[1])),
-            self._story_query(first, vectors[0]),
-            self._story_query(second, vectors[1]),
-            self._frequencies,
+        a = self._story_query(first, vectors[0])
+        b = self._story_query(second, vectors[1])
+        features = pair_features(float(np.dot(vectors[0], vectors[1])), a, b, self._frequencies)
+        return (
+            story_probability(features, self.params),
+            clustering_probability(features, pair_conflicts(a, b), self.params),
         )
-        return story_probability(features, self.params)
 
     def get(self, article_id: str) -> StoredArticle:
         """The stored article and its current verdict.

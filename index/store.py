@@ -23,7 +23,9 @@ from index.errors import IndexMismatchError, StoreClosedError
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 2 added articles.evidence (index.dates): NULL where not computed yet, which the
+# engine fills for a version-1 store's story articles when it opens it.
 
 Synchronous = Literal["full", "normal", "off"]
 
@@ -52,7 +54,8 @@ CREATE TABLE IF NOT EXISTS articles (
     original_row INTEGER,
     status TEXT NOT NULL,
     duplicate_similarity REAL,
-    story_similarity REAL
+    story_similarity REAL,
+    evidence BLOB
 );
 CREATE INDEX IF NOT EXISTS articles_content_hash ON articles (content_hash);
 CREATE INDEX IF NOT EXISTS articles_story ON articles (story_row, published_at);
@@ -102,6 +105,7 @@ class ArticleRow:
     status: str
     duplicate_similarity: float | None
     story_similarity: float | None
+    evidence: bytes | None = None
 
 
 @dataclass
@@ -150,7 +154,7 @@ _NEXT_ROW = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM sqlite_sequence WHERE name =
 _ARTICLE_COLUMNS = (
     "row, id, text, title, url, source, language, published_at, received_at, text_hash, "
     "content_hash, shingles, signature, terms, embedding, story_row, original_row, status, "
-    "duplicate_similarity, story_similarity"
+    "duplicate_similarity, story_similarity, evidence"
 )
 _STORY_COLUMNS = (
     "row, canonical_row, canonical_score, size, vectors, centroid, first_published_at, "
@@ -204,6 +208,7 @@ def _article(values: Sequence[Any]) -> ArticleRow:
         status=values[17],
         duplicate_similarity=values[18],
         story_similarity=values[19],
+        evidence=values[20],
     )
 
 
@@ -246,7 +251,14 @@ class Store:
         connection.execute(f"PRAGMA synchronous={synchronous.upper()}")
         connection.execute("PRAGMA foreign_keys=ON")
         connection.execute("PRAGMA busy_timeout=10000")
+        columns = {found[1] for found in connection.execute("PRAGMA table_info(articles)")}
         connection.executescript(_SCHEMA)
+        if columns and "evidence" not in columns:
+            # A version-1 store: the column is added empty; Engine.open fills it.
+            with self.transaction():
+                connection.execute("ALTER TABLE articles ADD COLUMN evidence BLOB")
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
+                self.set_meta("evidence_pending", "1")
         self._check_fingerprint(fingerprint, stored_fields)
 
     def _check_fingerprint(self, fingerprint: str, stored_fields: dict[str, Any]) -> None:
@@ -339,6 +351,22 @@ class Store:
                 f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE row IN ({{marks}})", rows
             )
         }
+
+    def rows_without_evidence(self, limit: int) -> list[tuple[int, str, str | None]]:
+        """(row, text, title) of up to ``limit`` story articles (with a vector) whose
+        evidence is not computed yet (a store written before schema version 2)."""
+        return [
+            (int(row), str(text), title)
+            for row, text, title in self.connection.execute(
+                "SELECT row, text, title FROM articles WHERE evidence IS NULL "
+                "AND embedding IS NOT NULL AND original_row IS NULL ORDER BY row LIMIT ?",
+                (limit,),
+            )
+        ]
+
+    def set_evidence(self, values: Iterable[tuple[bytes, int]]) -> None:
+        """Store (evidence, row) pairs."""
+        self.connection.executemany("UPDATE articles SET evidence = ? WHERE row = ?", values)
 
     def article_ids(self, rows: Iterable[int]) -> dict[int, str]:
         return {

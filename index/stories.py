@@ -20,6 +20,12 @@ Why these features (measured on the dev sets, see ``benchmarks/README.md``):
   report of an event is not punished for sharing no words with the original.
 - No dev set carries publication dates, so ``days_apart`` keeps a prior weight.
 
+Clustering also weighs event-time conflicts read from the texts (:mod:`index.dates`:
+no year in common, no weekday in common) against every member compared, as penalties on
+the logit (:func:`clustering_probability`). They separate same-topic events that content
+cannot (the seeds; ECB+'s two events per topic) but lower the pair score's agreement with
+SemEval's judgements, so the pair score (:func:`story_probability`) leaves them out.
+
 The same features describe a pair of articles (:func:`pair_features`, behind
 ``Engine.similarity``): a one-member story, whose best member is its centroid.
 """
@@ -33,14 +39,16 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from index.dates import Evidence, weekdays_disjoint, years_disjoint
 from index.lexical import DocumentFrequencies, TermHashes, weighted_overlap
-from index.params import STORY_FEATURES, Parameters
+from index.params import STORY_CONFLICTS, STORY_FEATURES, Parameters
 
 Vector = npt.NDArray[np.float32]
 
 SECONDS_PER_DAY = 86_400.0
 
 FEATURE_NAMES = STORY_FEATURES
+CONFLICT_NAMES = STORY_CONFLICTS
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,21 @@ class StoryFeatures:
 
 
 @dataclass(frozen=True)
+class Conflicts:
+    """Evidence from the texts that an article reports another event than a story's."""
+
+    years_disjoint: float
+    weekdays_disjoint: float
+
+    def vector(self) -> list[float]:
+        """Values in the order of ``Parameters.story_conflict_weights`` (:data:`CONFLICT_NAMES`)."""
+        return [self.years_disjoint, self.weekdays_disjoint]
+
+
+NO_CONFLICTS = Conflicts(0.0, 0.0)
+
+
+@dataclass(frozen=True)
 class StoryQuery:
     """The article being placed: what story scoring needs of it."""
 
@@ -72,6 +95,7 @@ class StoryQuery:
     terms: TermHashes
     language: str | None
     published_at: float
+    evidence: Evidence = 0
 
 
 @dataclass(frozen=True)
@@ -83,6 +107,7 @@ class Neighbour:
     published_at: float
     terms: TermHashes
     language: str | None
+    evidence: Evidence = 0
 
 
 @dataclass(frozen=True)
@@ -95,11 +120,29 @@ class CandidateStory:
 
 
 def story_probability(features: StoryFeatures, params: Parameters) -> float:
-    """The calibrated story similarity in [0, 1]."""
-    logit = params.story_bias + sum(
+    """The calibrated story similarity in [0, 1] (the pair score: no conflicts)."""
+    return _logistic(_logit(features, params))
+
+
+def clustering_probability(
+    features: StoryFeatures, conflicts: Conflicts, params: Parameters
+) -> float:
+    """The story similarity that clustering decides on: with the event-time conflicts."""
+    logit = _logit(features, params) + sum(
+        weight * value
+        for weight, value in zip(params.story_conflict_weights, conflicts.vector(), strict=True)
+    )
+    return _logistic(logit)
+
+
+def _logit(features: StoryFeatures, params: Parameters) -> float:
+    return params.story_bias + sum(
         weight * value
         for weight, value in zip(params.story_weights, features.vector(), strict=True)
     )
+
+
+def _logistic(logit: float) -> float:
     if logit >= 0:
         return 1.0 / (1.0 + math.exp(-logit))
     exp = math.exp(logit)
@@ -124,6 +167,28 @@ def pair_features(
         lexical_best=weighted_overlap(first.terms, second.terms, frequencies),
         cross_language=float(different_languages(first.language, second.language)),
         days_apart=abs(first.published_at - second.published_at) / SECONDS_PER_DAY,
+    )
+
+
+def pair_conflicts(first: StoryQuery, second: StoryQuery) -> Conflicts:
+    """Event-time conflicts between two articles."""
+    return Conflicts(
+        years_disjoint=float(years_disjoint(first.evidence, second.evidence)),
+        weekdays_disjoint=float(weekdays_disjoint(first.evidence, second.evidence)),
+    )
+
+
+def story_conflicts(query: StoryQuery, members: Sequence[Neighbour]) -> Conflicts:
+    """Conflicts of ``query`` with a story: those that hold against every member compared."""
+    if not members:
+        return NO_CONFLICTS
+    return Conflicts(
+        years_disjoint=float(
+            all(years_disjoint(query.evidence, member.evidence) for member in members)
+        ),
+        weekdays_disjoint=float(
+            all(weekdays_disjoint(query.evidence, member.evidence) for member in members)
+        ),
     )
 
 
@@ -183,7 +248,11 @@ def choose_story(
         story = stories.get(row)
         if story is None or not members:
             continue
-        probability = story_probability(story_features(query, members, story, frequencies), params)
+        probability = clustering_probability(
+            story_features(query, members, story, frequencies),
+            story_conflicts(query, members),
+            params,
+        )
         if probability > best_probability:
             best_row, best_probability = row, probability
     if best_row is None:

@@ -234,9 +234,16 @@ class SimilarityOut(_FromEngine):
 
     jaccard: float = Field(description="Jaccard similarity of the word shingles.")
     containment: float = Field(description="Shared shingles over the smaller set.")
-    story_similarity: float = Field(description="Probability that both tell the same story.")
+    story_similarity: float = Field(
+        description="Probability that both tell the same story, from their content "
+        "(embeddings, shared terms, language, publication dates)."
+    )
     near_duplicate: bool
-    same_story: bool
+    same_story: bool = Field(
+        description="What clustering would decide: a near-duplicate, or a story similarity "
+        "at or above the threshold once event-time conflicts read from the texts (no year "
+        "or no weekday in common) are weighed; so it can be false at a high story_similarity."
+    )
 
 
 class ArticlePublic(_FromEngine):

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from index.dates import read_evidence
 from index.errors import ParameterError
 from index.lexical import DocumentFrequencies
 from index.params import STORY_FEATURES, Parameters
 from index.stories import (
     FEATURE_NAMES,
+    NO_CONFLICTS,
     CandidateStory,
+    Conflicts,
     Neighbour,
     StoryQuery,
     candidate_stories,
     choose_story,
+    clustering_probability,
     different_languages,
+    pair_conflicts,
     pair_features,
+    story_conflicts,
     story_features,
     story_probability,
 )
@@ -137,3 +145,47 @@ def test_story_probability_rises_with_every_similarity_feature() -> None:
     later = type(base)(*[*base.vector()[:-1], 5.0])
     assert story_probability(later, params) < low
     assert 0.0 < low < 1.0
+
+
+def test_conflicts_count_against_a_story_only_when_every_member_conflicts() -> None:
+    tuesday_2025 = read_evidence("Tuesday 4 March 2025")
+    query = StoryQuery(_unit(1, 0), _terms(1, 2, 3), "en", 0.0, tuesday_2025)
+    thursday_2017 = Neighbour(5, 0.95, 0.0, _terms(1, 2), "en", read_evidence("Thursday 2017"))
+    silent = Neighbour(5, 0.93, 0.0, _terms(1, 2), "en", 0)
+    assert story_conflicts(query, [thursday_2017]) == Conflicts(1.0, 1.0)
+    assert story_conflicts(query, [thursday_2017, silent]) == NO_CONFLICTS
+    assert story_conflicts(query, []) == NO_CONFLICTS
+    same_day = Neighbour(5, 0.95, 0.0, _terms(1, 2), "en", read_evidence("on Tuesday, 2025"))
+    assert story_conflicts(query, [same_day]) == NO_CONFLICTS
+
+
+def test_conflicts_lower_the_clustering_score_not_the_pair_score() -> None:
+    params = Parameters()
+    a = StoryQuery(_unit(1, 0), _terms(1, 2), "en", 0.0, read_evidence("Tuesday 2025"))
+    b = StoryQuery(_unit(1, 0.05), _terms(1, 2), "en", 0.0, read_evidence("Wednesday 2017"))
+    features = pair_features(0.95, a, b, None)
+    conflicts = pair_conflicts(a, b)
+    assert conflicts == Conflicts(1.0, 1.0)
+    assert clustering_probability(features, NO_CONFLICTS, params) == pytest.approx(
+        story_probability(features, params)
+    )
+    assert clustering_probability(features, conflicts, params) < story_probability(features, params)
+    # A member and a centroid at cosine 0.9 with the same terms: one story by content,
+    # another event by the years and weekdays named.
+    stories = {5: CandidateStory(_unit(1, 0.4843), 0.0, 0.0)}
+    member = Neighbour(5, 0.90, 0.0, _terms(1, 2), "en", b.evidence)
+    joined, joined_probability = choose_story(
+        dataclasses.replace(a, evidence=0), [(5, [member])], stories, params, None
+    )
+    apart, apart_probability = choose_story(a, [(5, [member])], stories, params, None)
+    assert joined == 5
+    assert joined_probability is not None and joined_probability >= params.story_threshold
+    assert apart is None
+    assert apart_probability is not None and apart_probability < params.story_threshold
+
+
+def test_parameters_refuse_a_conflict_weight_that_favours_a_story() -> None:
+    with pytest.raises(ParameterError, match="must not be positive"):
+        Parameters(story_conflict_weights=(0.5, -1.0))
+    with pytest.raises(ParameterError, match="one weight per conflict"):
+        Parameters(story_conflict_weights=(-1.0,))
