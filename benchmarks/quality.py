@@ -1211,17 +1211,21 @@ def run_seeds(
     with Engine.open(work_dir / "seeds", params, embedder=embedder, synchronous="off") as engine:
         verdicts = [engine.ingest(Article(id=name, text=text)) for name, text in seeds]
         closest = 0.0
+        same_story_pairs = []
         for (name_a, text_a), (name_b, text_b) in itertools.combinations(seeds, 2):
-            value = engine.similarity(
+            found = engine.similarity(
                 Article(id=f"{name_a}?", text=text_a), Article(id=f"{name_b}?", text=text_b)
-            ).story_similarity
-            closest = max(closest, value)
+            )
+            closest = max(closest, found.story_similarity)
+            if found.same_story:
+                same_story_pairs.append([name_a, name_b])
     return {
         "articles": len(seeds),
         "stories": len({v.cluster.id for v in verdicts}),
         "expected_stories": len(seeds),
         "statuses": [v.status for v in verdicts],
         "max_pair_story_similarity": closest,
+        "same_story_pairs": same_story_pairs,
     }
 
 
@@ -1364,8 +1368,15 @@ def report(results: dict[str, Any]) -> None:
         sd = results["seeds"]
         _print_table(
             "Seeds: five distinct Russia–Iran stories (target 5)",
-            ["articles", "stories", "max pair story_similarity"],
-            [[sd["articles"], sd["stories"], sd["max_pair_story_similarity"]]],
+            ["articles", "stories", "max pair story_similarity", "pairs judged same_story"],
+            [
+                [
+                    sd["articles"],
+                    sd["stories"],
+                    sd["max_pair_story_similarity"],
+                    len(sd.get("same_story_pairs", [])),
+                ]
+            ],
         )
 
 
