@@ -317,8 +317,12 @@ def seeded_store(run: Run, count: int) -> Path:
     settings = _settings(run, RESULTS)
     params = settings.parameters()
     seeder = run.args.seed_embedder
+    from index.store import SCHEMA_VERSION
+
+    # A store of an older schema would be migrated by every copy the stages open (and
+    # time that migration as start-up), so the schema is part of the key.
     key = hashlib.sha256(
-        json.dumps([params.stored_fields(), count, seeder, _SEED_VERSION]).encode()
+        json.dumps([params.stored_fields(), count, seeder, _SEED_VERSION, SCHEMA_VERSION]).encode()
     ).hexdigest()[:12]
     target = RESULTS / "stores" / f"stories-{count}-{key}"
     if (target / "seeded.json").exists():
