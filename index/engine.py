@@ -192,7 +192,7 @@ def _prepare_articles(
         keys: list[str] = []
         learned: set[str] = set()
         if article.source:
-            keys = [textlib.line_key(line) for line in textlib.learnable_lines(raw)]
+            keys = textlib.learnable_line_keys(raw)
             learned = learned_of(article.source, keys)
         body = textlib.clean(raw, learned=learned).body
         if not body.strip():
