@@ -256,6 +256,8 @@ class Preparation:
 
     Packed (arrays concatenated, one per kind) so that it pickles fast. Articles that are
     only boilerplate are left out: the engine prepares them itself and reports them.
+    Without ``bodies`` (the cleaned texts, half of its bytes) it serves ``dedup`` mode only,
+    which never reads them; a ``stories`` engine prepares such articles itself.
     """
 
     params: Parameters
@@ -273,6 +275,7 @@ class Preparation:
     signatures: npt.NDArray[np.uint64]
     terms: npt.NDArray[np.uint32]
     term_ends: npt.NDArray[np.int64]
+    with_bodies: bool = True
 
     @functools.cached_property
     def positions(self) -> dict[str, int]:
@@ -292,7 +295,7 @@ class Preparation:
         title = self.used_titles[index]
         if title != article.title:
             article = dataclasses.replace(article, title=title)
-        body = self.bodies[index]
+        body = self.bodies[index] if self.with_bodies else ""
         shingles_from = int(self.shingle_ends[index - 1]) if index else 0
         terms_from = int(self.term_ends[index - 1]) if index else 0
         return _Prepared(
@@ -322,7 +325,11 @@ def _ends(arrays: Sequence[npt.NDArray[Any]]) -> npt.NDArray[np.int64]:
 
 
 def prepare(
-    articles: Sequence[Article], params: Parameters, *, store: Path | None = None
+    articles: Sequence[Article],
+    params: Parameters,
+    *,
+    store: Path | None = None,
+    bodies: bool = True,
 ) -> Preparation:
     """What :meth:`Engine.ingest_many` computes from ``articles`` alone.
 
@@ -333,6 +340,8 @@ def prepare(
         params: the engine's parameters.
         store: the engine's store file (:attr:`Engine.store_file`), read for the lines its
             sources are known to repeat as they stand now; nothing is learned without it.
+        bodies: keep the cleaned texts; without them the result serves only a ``dedup``
+            mode engine (which never reads them) and pickles in half the bytes.
     """
     hasher = _HASHERS.get((params.num_perm, params.seed))
     if hasher is None:
@@ -361,7 +370,7 @@ def prepare(
         sources=[item.article.source for item in prepared],
         titles=[titles[item.article.id] for item in prepared],
         used_titles=[item.article.title for item in prepared],
-        bodies=[item.body for item in prepared],
+        bodies=[item.body for item in prepared] if bodies else [],
         content_hashes=[item.content_hash for item in prepared],
         line_keys=[item.line_keys for item in prepared],
         learned=[item.learned for item in prepared],
@@ -372,6 +381,7 @@ def prepare(
         else np.empty((0, params.num_perm), dtype=np.uint64),
         terms=np.concatenate([item.terms for item in prepared]) if prepared else empty_u32,
         term_ends=_ends([item.terms for item in prepared]),
+        with_bodies=bodies,
     )
 
 
@@ -623,7 +633,12 @@ class Engine:
         preparation: Preparation | None,
     ) -> list[_Prepared]:
         """:meth:`_prepare_many`, taking what ``preparation`` holds where it cannot differ."""
-        if preparation is None or not preparation.ids or preparation.params != self.params:
+        if (
+            preparation is None
+            or not preparation.ids
+            or preparation.params != self.params
+            or (not preparation.with_bodies and self.mode != "dedup")
+        ):
             return self._prepare_many(articles, now)
         items = [preparation.item(article, digests[article.id], now) for article in articles]
         frequent = self._store.frequent_lines_many(

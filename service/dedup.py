@@ -639,6 +639,8 @@ def _first_pass(
     summary = batch.summary
     params = batch.engine.params
     store_file = batch.engine.store_file
+    # Only stories mode reads the cleaned texts; dedup mode is spared half the bytes.
+    with_bodies = options.mode != "dedup"
     # Chunks are parsed and handed to the workers this far ahead of the one ingested.
     ahead = 1 + (_worker_count(options) if pool is not None else 0)
     queue: deque[tuple[list[_Parsed], Future[Preparation] | None]] = deque()
@@ -683,7 +685,9 @@ def _first_pass(
                 articles = [item.article for item in parsed if item.article is not None]
                 if pool is not None and articles:
                     try:
-                        future = pool.submit(prepare, articles, params, store=store_file)
+                        future = pool.submit(
+                            prepare, articles, params, store=store_file, bodies=with_bodies
+                        )
                     except BrokenProcessPool:
                         logger.warning("a preparing worker died; preparing in this process")
                         pool = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import random
@@ -237,13 +238,17 @@ def test_a_preparation_made_elsewhere_changes_no_verdict(tmp_path: Path) -> None
     # Prepared from other texts than the ones ingested, or not at all.
     stale = [Article(id="economy", text=own_text(), source="other")]
     results = []
-    for supplied in ("no", "alone", "reading the store"):
+    for supplied in ("no", "alone", "reading the store", "without bodies"):
         with Engine.open(tmp_path / supplied, mode="dedup") as engine:
             verdicts = []
             for batch, prepared in ((first, first), (second, second[:3] + stale)):
                 store = engine.store_file if supplied == "reading the store" else None
                 preparation = (
-                    None if supplied == "no" else prepare(prepared, engine.params, store=store)
+                    None
+                    if supplied == "no"
+                    else prepare(
+                        prepared, engine.params, store=store, bodies=supplied != "without bodies"
+                    )
                 )
                 if store is not None and batch is second:
                     # What the store had learned: the desk line, for "flood-wire".
@@ -265,11 +270,28 @@ def test_a_preparation_made_elsewhere_changes_no_verdict(tmp_path: Path) -> None
                 stored,
             )
         )
-    assert results[0] == results[1] == results[2]
+    assert results[0] == results[1] == results[2] == results[3]
     statuses = {verdict[0]: verdict[1:3] for verdict in results[1][0]}
     assert statuses["flood-wire"] == ("exact_duplicate", "flood")
     assert statuses["late"] == ("near_duplicate", "economy")
     assert results[1][1] == "Floods"
+
+
+def test_a_stories_engine_prepares_itself_what_was_prepared_without_bodies(
+    story_engine: Engine,
+) -> None:
+    # Stories mode embeds and detects the language of the cleaned text: a preparation
+    # that left the texts out must not be used there.
+    batch = [_article("flood", FLOOD, title="Floods"), _article("economy", ECONOMY)]
+    digests = {article.id: hashlib.sha256(article.text.encode()).hexdigest() for article in batch}
+    expected = story_engine._prepare_fresh(batch, digests, 0.0, None)
+    assert all(item.body for item in expected)
+    for bodies in (True, False):
+        preparation = prepare(batch, story_engine.params, bodies=bodies)
+        got = story_engine._prepare_fresh(batch, digests, 0.0, preparation)
+        assert [(item.body, item.embed_text) for item in got] == [
+            (item.body, item.embed_text) for item in expected
+        ]
 
 
 def test_a_batch_prepared_elsewhere_still_names_its_boilerplate_only_article(
