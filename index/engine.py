@@ -202,6 +202,7 @@ def _prepare_articles(
                 f"article {article.id!r}: nothing is left after removing boilerplate "
                 "(navigation, tag lists, related-article lists); send the article body",
                 field="text",
+                article_id=article.id,
             )
         cleaned.append((article, body, keys, sorted(learned)))
     normalized = [textlib.normalize(body) for _article, body, _keys, _learned in cleaned]

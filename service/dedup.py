@@ -468,8 +468,11 @@ class _Batch:
         """Ingest in order; a batch the engine refuses is split until the bad record is alone.
 
         The engine stores nothing of a batch with one invalid article (text that is only
-        boilerplate, an id stored with another text), so halving keeps every good article
-        in order and costs O(log n) extra calls per bad one.
+        boilerplate, an id stored with another text). When the error names an article
+        whose id occurs once in the batch, the batch is split around it (what comes before
+        is ingested, that one is tried alone, then the rest); otherwise it is halved. Either
+        keeps every good article in order; naming costs one extra call per bad article,
+        halving O(log n).
         """
         if not pending:
             return []
@@ -482,11 +485,22 @@ class _Batch:
                 item = pending[0]
                 self.reject(item.line, item.article.id, str(error))
                 return []
-            middle = len(pending) // 2
-            return self._verdicts(pending[:middle], preparation) + self._verdicts(
-                pending[middle:], preparation
-            )
+            named = _position_named(pending, getattr(error, "article_id", None))
+            if named is None:
+                middle = len(pending) // 2
+                parts = [pending[:middle], pending[middle:]]
+            else:
+                parts = [pending[:named], pending[named : named + 1], pending[named + 1 :]]
+            return [pair for part in parts for pair in self._verdicts(part, preparation)]
         return list(zip(pending, verdicts, strict=True))
+
+
+def _position_named(pending: list[_Pending], article_id: str | None) -> int | None:
+    """Where the only article of ``pending`` with ``article_id`` stands, if exactly one has it."""
+    if article_id is None:
+        return None
+    found = [index for index, item in enumerate(pending) if item.article.id == article_id]
+    return found[0] if len(found) == 1 else None
 
 
 def _check_paths(options: DedupOptions) -> None:

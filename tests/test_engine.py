@@ -299,8 +299,9 @@ def test_a_batch_prepared_elsewhere_still_names_its_boilerplate_only_article(
 ) -> None:
     batch = [_article("good", FLOOD), Article(id="bad", text="Skip to content")]
     preparation = prepare(batch, dedup_engine.params)
-    with pytest.raises(BoilerplateOnlyError, match="'bad'"):
+    with pytest.raises(BoilerplateOnlyError, match="'bad'") as refused:
         dedup_engine.ingest_many(batch, preparation=preparation)
+    assert refused.value.article_id == "bad"
     assert dedup_engine.counts()["articles"] == 0
 
 
