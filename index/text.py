@@ -869,6 +869,24 @@ _TAIL_RULES = tuple((name, _fold_pattern(pattern)) for name, pattern in TAIL_MAR
 _LIST_RULES = tuple((name, _fold_pattern(pattern)) for name, pattern in LIST_MARKERS)
 
 
+def _any_of(patterns: Sequence[re.Pattern[str]]) -> Callable[[str], re.Match[str] | None]:
+    """A matcher that matches where any of ``patterns`` matches (all anchored at the start).
+
+    One alternation in C instead of a Python loop of ``match`` calls: most lines match no
+    rule, and for them this one call settles it. Which rule matched is then found by the
+    rules' own loop, in their order.
+    """
+    for pattern in patterns:
+        if _GROUP_REFERENCE_RE.search(pattern.pattern):
+            raise ValueError(f"cleaning rule {pattern.pattern!r}: no group references")
+    return re.compile("|".join(f"(?:{pattern.pattern})" for pattern in patterns)).match
+
+
+_GROUP_REFERENCE_RE = re.compile(r"\\[1-9]|\(\?P[<=]")
+_ANY_TAIL_MARKER = _any_of([pattern for _name, pattern in _TAIL_RULES])
+_ANY_LIST_MARKER = _any_of([pattern for _name, pattern in _LIST_RULES])
+
+
 def _required_literals(pattern: str) -> tuple[str, ...] | None:
     """Strings of which every match of ``pattern`` contains one, or None if none are known.
 
@@ -931,6 +949,16 @@ _LINE_RULES = tuple(
     for name, max_chars, pattern in LINE_RULES
 )
 _LONGEST_RULE_CHARS = max(max_chars for _name, max_chars, _pattern in LINE_RULES)
+# The line rules searched anywhere in the line, in order, for lines that no rule anchored
+# at the start can match (almost all: one call of the alternation of those tells).
+_UNANCHORED_LINE_RULES = tuple(
+    rule
+    for rule, (_name, _max_chars, pattern) in zip(_LINE_RULES, LINE_RULES, strict=True)
+    if not pattern.startswith("^")
+)
+_ANY_ANCHORED_LINE_RULE = _any_of(
+    [_fold_pattern(pattern) for _name, _max_chars, pattern in LINE_RULES if pattern.startswith("^")]
+)
 _BYLINE_SET = frozenset(normalize(word) for word in BYLINE_WORDS)
 _MONTH_SET = frozenset(normalize(word) for word in MONTH_WORDS)
 _DATE_WORD_SET = frozenset(normalize(word) for word in DATE_WORDS)
@@ -1021,7 +1049,8 @@ def _line_reason(
             return "navigation"
     # The literals are those of the rules as written, with i where the text may hold ı.
     probe = folded.replace("ı", "i") if "ı" in folded else folded
-    for name, max_chars, matches, literals in _LINE_RULES:
+    rules = _LINE_RULES if _ANY_ANCHORED_LINE_RULE(folded) else _UNANCHORED_LINE_RULES
+    for name, max_chars, matches, literals in rules:
         if len(line) > max_chars:
             continue
         if literals is not None:
@@ -1056,14 +1085,16 @@ def _classify(
     if folded is None:
         folded = _match_form(_probe(line))
     headline_like = _is_headline_like(line)
-    for name, pattern in _TAIL_RULES:
-        if pattern.match(folded):
-            return _Line(line, name, True, False, False, headline_like)
-    for name, pattern in _LIST_RULES:
-        match = pattern.match(folded)
-        if match:
-            bare = not long and not _WORD_RE.search(folded[match.end() :])
-            return _Line(line, name, False, True, bare, headline_like)
+    if _ANY_TAIL_MARKER(folded):
+        for name, pattern in _TAIL_RULES:
+            if pattern.match(folded):
+                return _Line(line, name, True, False, False, headline_like)
+    if _ANY_LIST_MARKER(folded):
+        for name, pattern in _LIST_RULES:
+            match = pattern.match(folded)
+            if match:
+                bare = not long and not _WORD_RE.search(folded[match.end() :])
+                return _Line(line, name, False, True, bare, headline_like)
     reason = "separator" if long and not _ALPHANUMERIC_RE.search(line) else None
     if not long:
         reason = _line_reason(line, folded, learned, normalized)

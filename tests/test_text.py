@@ -596,6 +596,15 @@ def test_folding_many_texts_at_once_equals_one_at_a_time(texts: list[str]) -> No
     assert textlib._match_forms(texts) == [textlib._match_form(text) for text in texts]
 
 
+def test_the_anchored_rules_prefilter_matches_where_any_of_its_rules_does() -> None:
+    rules = [re.compile(r"^[\W_]*(?:read also|see also)"), re.compile(r"^[\W_]*tags\s*:")]
+    any_rule = textlib._any_of(rules)
+    for line in ("-- read also: x", "tags: a, b", "see also", "nothing here", "x tags:"):
+        assert bool(any_rule(line)) == any(rule.match(line) for rule in rules)
+    with pytest.raises(ValueError, match="group references"):
+        textlib._any_of([re.compile(r"^(a)\1")])
+
+
 def test_learnable_line_keys_are_the_keys_of_the_learnable_lines() -> None:
     text = "Skip to content\nالرياض - واس\n\n  الرياض - واس  \nﻻ ﷲ\n" + "كلمة " * 40
     lines = textlib.learnable_lines(text)
