@@ -57,8 +57,8 @@ from typing import IO, Any, Literal, TextIO
 import orjson
 from pydantic import ValidationError
 
-from index.article import Article, Verdict, parse_timestamp
-from index.engine import Engine, Mode, Preparation, prepare
+from index.article import Article, parse_timestamp
+from index.engine import BriefVerdict, Engine, Mode, Preparation, prepare
 from index.errors import (
     ConflictError,
     EmptyTextError,
@@ -449,14 +449,13 @@ class _Batch:
         fields = self.options.fields
         for item, verdict in self._verdicts(pending, preparation):
             record = item.record
-            cluster = verdict.cluster
             record[fields.id] = verdict.id
             record["status"] = verdict.status
             record["duplicate_of"] = verdict.duplicate_of
-            record["cluster_id"] = cluster.id
-            record["canonical_id"] = cluster.canonical.id
+            record["cluster_id"] = verdict.cluster_id
+            record["canonical_id"] = verdict.canonical_id
             statuses[verdict.status] += 1
-            self._stories.add(cluster.id)
+            self._stories.add(verdict.cluster_id)
             if not (self.drop_copies and verdict.status in _COPIES):
                 kept.append(record)
         self.summary.stories = len(self._stories)
@@ -464,7 +463,7 @@ class _Batch:
 
     def _verdicts(
         self, pending: list[_Pending], preparation: Preparation | None
-    ) -> list[tuple[_Pending, Verdict]]:
+    ) -> list[tuple[_Pending, BriefVerdict]]:
         """Ingest in order; a batch the engine refuses is split until the bad record is alone.
 
         The engine stores nothing of a batch with one invalid article (text that is only
@@ -477,7 +476,7 @@ class _Batch:
         if not pending:
             return []
         try:
-            verdicts = self.engine.ingest_many(
+            verdicts = self.engine.ingest_many_brief(
                 [item.article for item in pending], preparation=preparation
             )
         except (InvalidArticleError, ConflictError) as error:

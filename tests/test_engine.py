@@ -294,6 +294,45 @@ def test_a_stories_engine_prepares_itself_what_was_prepared_without_bodies(
         ]
 
 
+def test_brief_verdicts_name_what_full_verdicts_name(tmp_path: Path) -> None:
+    # What batch files record: the same statuses and ids as the full verdicts, for new
+    # articles, exact and near copies, a stored one sent again, and after a deletion that
+    # promotes a copy to original and canonical.
+    batch = [
+        _article("flood", FLOOD),
+        _article("economy", ECONOMY),
+        _article("flood-again", FLOOD),
+        _article("late", ECONOMY[:3]),
+        _article("economy-again", ECONOMY),
+    ]
+
+    def fields(verdict: Verdict) -> tuple[str, str, str | None, str, str]:
+        cluster = verdict.cluster
+        return (verdict.id, verdict.status, verdict.duplicate_of, cluster.id, cluster.canonical.id)
+
+    with (
+        Engine.open(tmp_path / "full", mode="dedup") as full,
+        Engine.open(tmp_path / "brief", mode="dedup") as brief,
+    ):
+        rounds = []
+        for _round in range(2):
+            expected = [fields(verdict) for verdict in full.ingest_many(batch)]
+            assert [tuple(verdict) for verdict in brief.ingest_many_brief(batch)] == expected
+            rounds.append(expected)
+            full.delete("economy")
+            brief.delete("economy")
+        assert [status for _id, status, *_rest in rounds[0]] == [
+            "new_story",
+            "new_story",
+            "exact_duplicate",
+            "near_duplicate",
+            "exact_duplicate",
+        ]
+        # "economy" was deleted and sent again: the same text as "economy-again", whose
+        # group the earliest remaining copy now leads.
+        assert rounds[1][1][1:3] == ("exact_duplicate", "late")
+
+
 def test_a_batch_prepared_elsewhere_still_names_its_boilerplate_only_article(
     dedup_engine: Engine,
 ) -> None:
