@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -121,6 +121,19 @@ class _Prepared:
     evidence: int | None = None
 
 
+class BriefVerdict(NamedTuple):
+    """What a batch file records of a :class:`~index.article.Verdict`: its status and ids."""
+
+    id: str
+    status: str
+    duplicate_of: str | None
+    cluster_id: str
+    canonical_id: str
+
+
+_V = TypeVar("_V")
+
+
 @dataclass
 class _Decision:
     status: Status
@@ -197,7 +210,7 @@ def _prepare_articles(
         keys: list[str] = []
         learned: set[str] = set()
         if article.source:
-            keys = [textlib.line_key(line) for line in textlib.learnable_lines(raw)]
+            keys = textlib.learnable_line_keys(raw)
             learned = learned_of(article.source, keys)
         body = textlib.clean(raw, learned=learned).body
         if not body.strip():
@@ -207,6 +220,7 @@ def _prepare_articles(
                 f"article {article.id!r}: nothing is left after removing boilerplate "
                 "(navigation, tag lists, related-article lists); send the article body",
                 field="text",
+                article_id=article.id,
             )
         cleaned.append((article, body, keys, sorted(learned)))
     normalized = [textlib.normalize(body) for _article, body, _keys, _learned in cleaned]
@@ -261,6 +275,8 @@ class Preparation:
 
     Packed (arrays concatenated, one per kind) so that it pickles fast. Articles that are
     only boilerplate are left out: the engine prepares them itself and reports them.
+    Without ``bodies`` (the cleaned texts, half of its bytes) it serves ``dedup`` mode only,
+    which never reads them; a ``stories`` engine prepares such articles itself.
     """
 
     params: Parameters
@@ -278,6 +294,7 @@ class Preparation:
     signatures: npt.NDArray[np.uint64]
     terms: npt.NDArray[np.uint32]
     term_ends: npt.NDArray[np.int64]
+    with_bodies: bool = True
 
     @functools.cached_property
     def positions(self) -> dict[str, int]:
@@ -297,7 +314,7 @@ class Preparation:
         title = self.used_titles[index]
         if title != article.title:
             article = dataclasses.replace(article, title=title)
-        body = self.bodies[index]
+        body = self.bodies[index] if self.with_bodies else ""
         shingles_from = int(self.shingle_ends[index - 1]) if index else 0
         terms_from = int(self.term_ends[index - 1]) if index else 0
         return _Prepared(
@@ -327,7 +344,11 @@ def _ends(arrays: Sequence[npt.NDArray[Any]]) -> npt.NDArray[np.int64]:
 
 
 def prepare(
-    articles: Sequence[Article], params: Parameters, *, store: Path | None = None
+    articles: Sequence[Article],
+    params: Parameters,
+    *,
+    store: Path | None = None,
+    bodies: bool = True,
 ) -> Preparation:
     """What :meth:`Engine.ingest_many` computes from ``articles`` alone.
 
@@ -338,6 +359,8 @@ def prepare(
         params: the engine's parameters.
         store: the engine's store file (:attr:`Engine.store_file`), read for the lines its
             sources are known to repeat as they stand now; nothing is learned without it.
+        bodies: keep the cleaned texts; without them the result serves only a ``dedup``
+            mode engine (which never reads them) and pickles in half the bytes.
     """
     hasher = _HASHERS.get((params.num_perm, params.seed))
     if hasher is None:
@@ -366,7 +389,7 @@ def prepare(
         sources=[item.article.source for item in prepared],
         titles=[titles[item.article.id] for item in prepared],
         used_titles=[item.article.title for item in prepared],
-        bodies=[item.body for item in prepared],
+        bodies=[item.body for item in prepared] if bodies else [],
         content_hashes=[item.content_hash for item in prepared],
         line_keys=[item.line_keys for item in prepared],
         learned=[item.learned for item in prepared],
@@ -377,6 +400,7 @@ def prepare(
         else np.empty((0, params.num_perm), dtype=np.uint64),
         terms=np.concatenate([item.terms for item in prepared]) if prepared else empty_u32,
         term_ends=_ends([item.terms for item in prepared]),
+        with_bodies=bodies,
     )
 
 
@@ -651,7 +675,12 @@ class Engine:
         preparation: Preparation | None,
     ) -> list[_Prepared]:
         """:meth:`_prepare_many`, taking what ``preparation`` holds where it cannot differ."""
-        if preparation is None or not preparation.ids or preparation.params != self.params:
+        if (
+            preparation is None
+            or not preparation.ids
+            or preparation.params != self.params
+            or (not preparation.with_bodies and self.mode != "dedup")
+        ):
             return self._prepare_many(articles, now)
         items = [preparation.item(article, digests[article.id], now) for article in articles]
         frequent = self._store.frequent_lines_many(
@@ -994,6 +1023,36 @@ class Engine:
         """
         return self.ingest_many([article])[0]
 
+    def ingest_many_brief(
+        self, articles: Sequence[Article], *, preparation: Preparation | None = None
+    ) -> list[BriefVerdict]:
+        """:meth:`ingest_many`, returning only what a batch file records of each verdict.
+
+        The same ingest; the verdicts are read with two queries and no objects beyond one
+        tuple each (batch output reads ids, not the cluster's times and canonical).
+        """
+        return self._ingest_many(articles, preparation, self._brief_verdicts)
+
+    def _brief_verdicts(self, rows: Sequence[VerdictRow]) -> list[BriefVerdict]:
+        stories = self._store.stories(row.story_row for row in rows)
+        missing = next((row for row in rows if row.story_row not in stories), None)
+        if missing is not None:
+            raise StoryNotFoundError(story_id(missing.story_row))
+        names = self._store.article_ids(
+            [row.original_row for row in rows if row.original_row is not None]
+            + [story.canonical_row for story in stories.values()]
+        )
+        return [
+            BriefVerdict(
+                row.id,
+                row.status,
+                None if row.original_row is None else names.get(row.original_row),
+                story_id(row.story_row),
+                names[stories[row.story_row].canonical_row],
+            )
+            for row in rows
+        ]
+
     def ingest_many(
         self, articles: Sequence[Article], *, preparation: Preparation | None = None
     ) -> list[Verdict]:
@@ -1008,6 +1067,15 @@ class Engine:
             preparation: what :func:`prepare` computed from (some of) these articles
                 elsewhere; the verdicts are the same with or without it.
         """
+        return self._ingest_many(articles, preparation, self._verdicts)
+
+    def _ingest_many(
+        self,
+        articles: Sequence[Article],
+        preparation: Preparation | None,
+        verdicts_of: Callable[[Sequence[VerdictRow]], list[_V]],
+    ) -> list[_V]:
+        """:meth:`ingest_many`, its verdicts made from the stored rows by ``verdicts_of``."""
         if not articles:
             return []
         # The model runs without the lock, so matches, reads and similarity queries do not
@@ -1040,7 +1108,7 @@ class Engine:
             if self._since_snapshot >= self._snapshot_every:
                 self.snapshot()
             rows = self._store.verdict_rows_by_id(seen)
-            return self._verdicts([rows[article.id] for article in articles])
+            return verdicts_of([rows[article.id] for article in articles])
 
     def _fresh(self, articles: Sequence[Article]) -> tuple[dict[str, str], list[Article]]:
         """Each id's text hash, and the articles not stored yet (first of repeated ids).

@@ -26,6 +26,12 @@ class EmptyTextError(InvalidArticleError):
 class BoilerplateOnlyError(InvalidArticleError):
     """After cleaning, nothing of the text is left: it was only navigation, tags or lists."""
 
+    def __init__(
+        self, message: str, *, field: str | None = None, article_id: str | None = None
+    ) -> None:
+        super().__init__(message, field=field)
+        self.article_id = article_id
+
 
 class InvalidDateError(InvalidArticleError):
     """``published_at`` is not an RFC 3339 timestamp."""

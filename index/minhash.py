@@ -515,6 +515,8 @@ class LSHIndex:
         self._runs: list[_Run] = []
         self._buffer: U32 = np.empty((_BUFFER_ROWS, self.bands), dtype=np.uint32)
         self._buffer_first = 0
+        # At least every live key (no stored key exceeds it); None while nothing was stored.
+        self._max_key: int | None = None
 
     def __len__(self) -> int:
         return self._live
@@ -539,7 +541,13 @@ class LSHIndex:
         Raises:
             ParameterError: the signature does not have ``num_perm`` values.
         """
-        self.insert_many(np.array([key], dtype=np.int64), self._check(signature)[None, :])
+        values = np.ascontiguousarray(self._check(signature)[None, :])
+        keys = np.array([key], dtype=np.int64)
+        if self._max_key is not None and key <= self._max_key:
+            self.insert_many(keys, values)
+            return
+        # Above every key ever stored (an engine's rows only grow): nothing to replace.
+        self._append(keys, _band_kernel(values, self.bands, self.rows))
 
     def insert_many(self, keys: npt.NDArray[np.int64], signatures: npt.NDArray[np.uint64]) -> None:
         """Add many signatures; equals inserting them one at a time in order.
@@ -566,7 +574,13 @@ class LSHIndex:
             keep = np.sort(keys.size - 1 - last_from_end)
             keys, signatures = keys[keep], signatures[keep]
         self._kill(self._find(keys))
-        band_hashes = _band_kernel(np.ascontiguousarray(signatures), self.bands, self.rows)
+        self._append(keys, _band_kernel(np.ascontiguousarray(signatures), self.bands, self.rows))
+
+    def _append(self, keys: I64, band_hashes: U32) -> None:
+        """Store keys that are not stored (distinct), with their band hashes."""
+        top = int(keys.max())
+        if self._max_key is None or top > self._max_key:
+            self._max_key = top
         first = self._reserve(keys.size)
         self._keys[first : first + keys.size] = keys
         self._alive[first : first + keys.size] = True
@@ -597,15 +611,22 @@ class LSHIndex:
             ParameterError: the signature does not have ``num_perm`` values.
         """
         band_hashes = _band_kernel(self._check(signature)[None, :], self.bands, self.rows)[0]
-        found = [_probe_run(run.hashes, run.slots, band_hashes, self._alive) for run in self._runs]
-        found.append(
-            _probe_buffer(
-                self._buffer[: self._slots_used - self._buffer_first],
-                self._buffer_first,
-                band_hashes,
-                self._alive,
-            )
+        alive = self._alive
+        found = [
+            slots
+            for run in self._runs
+            if (slots := _probe_run(run.hashes, run.slots, band_hashes, alive)).size
+        ]
+        buffered = _probe_buffer(
+            self._buffer[: self._slots_used - self._buffer_first],
+            self._buffer_first,
+            band_hashes,
+            alive,
         )
+        if buffered.size:
+            found.append(buffered)
+        if not found:  # most queries: no candidate at all
+            return np.empty(0, dtype=np.int64)
         return np.unique(self._keys[np.concatenate(found)])
 
     def save(self, path: Path, *, fingerprint: str) -> None:
@@ -725,6 +746,7 @@ class LSHIndex:
         index._keys = keys.astype(np.int64)
         index._alive = np.ones(keys.shape[0], dtype=np.bool_)
         index._slots_used = index._live = index._buffer_first = int(keys.shape[0])
+        index._max_key = int(index._keys.max()) if keys.shape[0] else None
         if keys.shape[0]:
             index._runs = [
                 _Run(
@@ -810,7 +832,9 @@ class LSHIndex:
         for run in runs:
             merged = run if merged is None else merged.merge(run)
         keys = self._keys[:used][alive].copy()
+        max_key = self._max_key
         self._clear()
+        self._max_key = max_key
         self._keys = keys
         self._alive = np.ones(keys.shape[0], dtype=np.bool_)
         self._slots_used = self._live = self._buffer_first = int(keys.shape[0])

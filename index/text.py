@@ -40,7 +40,7 @@ import logging
 import re
 import sys
 import unicodedata
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any, NamedTuple
@@ -302,6 +302,72 @@ def _fast_fold(text: str, lut: npt.NDArray[np.uint32]) -> str | None:
     return out[:count].tobytes().decode(_UTF32)
 
 
+@numba.njit(cache=True, nogil=True)
+def _fold_many_kernel(
+    units: npt.NDArray[np.uint32],
+    ends: npt.NDArray[np.int64],
+    lut: npt.NDArray[np.uint32],
+    out: npt.NDArray[np.uint32],
+    out_ends: npt.NDArray[np.int64],
+) -> int:
+    """:func:`_fold_kernel` of each segment ``units[ends[i - 1]:ends[i]]``, written one after
+    another into ``out``; ``out_ends[i]`` is where segment ``i`` ends there, or -1 when it
+    holds a code point the table marks slow (it then takes no room). Returns the length
+    written."""
+    count = 0
+    start = 0
+    for segment in range(ends.shape[0]):
+        end = ends[segment]
+        first = count
+        space = False
+        slow = False
+        for k in range(start, end):
+            image = lut[units[k]]
+            if image == _DELETED:
+                continue
+            if image == _SLOW:
+                slow = True
+                break
+            if image == _SPACE:
+                space = count > first
+                continue
+            if space:
+                out[count] = _SPACE
+                count += 1
+                space = False
+            out[count] = image
+            count += 1
+        if slow:
+            count = first
+            out_ends[segment] = -1
+        else:
+            out_ends[segment] = count
+        start = end
+    return count
+
+
+def _fast_fold_many(texts: Sequence[str], lut: npt.NDArray[np.uint32]) -> list[str | None]:
+    """:func:`_fast_fold` of each of ``texts``, with one native call and one decode for all
+    (cleaning folds every line of an article: ~5 us a call saved per line)."""
+    if not texts:
+        return []
+    units = np.frombuffer("".join(texts).encode(_UTF32, "surrogatepass"), dtype=np.uint32)
+    ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
+    out = np.empty(units.shape[0], dtype=np.uint32)
+    out_ends = np.empty(len(texts), dtype=np.int64)
+    count = _fold_many_kernel(units, ends, lut, out, out_ends)
+    folded = out[:count].tobytes().decode(_UTF32)
+    results: list[str | None] = []
+    position = 0
+    for end in out_ends.tolist():
+        if end < 0:
+            results.append(None)
+        else:
+            results.append(folded[position:end])
+            position = end
+    return results
+
+
 def _normalize_pass(text: str) -> str:
     # NFKC would turn the no-break space into a space too; replacing it first spares the
     # full NFKC of a third of SaudiNewsNet articles, whose only unnormalized character it is.
@@ -376,6 +442,22 @@ def _match_form(line: str) -> str:
     """NFKC, case folded, Arabic folded, punctuation kept: what the cleaning rules read."""
     fast = _fast_fold(line, _FAST_MATCH)
     return _match_form_general(line) if fast is None else fast
+
+
+def _normalize_many(texts: Sequence[str]) -> list[str]:
+    """:func:`normalize` of each of ``texts`` (the fast ones in one native call)."""
+    return [
+        _normalize_general(text) if fast is None else fast
+        for text, fast in zip(texts, _fast_fold_many(texts, _FAST_NORMALIZE), strict=True)
+    ]
+
+
+def _match_forms(lines: Sequence[str]) -> list[str]:
+    """:func:`_match_form` of each of ``lines`` (the fast ones in one native call)."""
+    return [
+        _match_form_general(line) if fast is None else fast
+        for line, fast in zip(lines, _fast_fold_many(lines, _FAST_MATCH), strict=True)
+    ]
 
 
 def _match_form_general(line: str) -> str:
@@ -787,6 +869,24 @@ _TAIL_RULES = tuple((name, _fold_pattern(pattern)) for name, pattern in TAIL_MAR
 _LIST_RULES = tuple((name, _fold_pattern(pattern)) for name, pattern in LIST_MARKERS)
 
 
+def _any_of(patterns: Sequence[re.Pattern[str]]) -> Callable[[str], re.Match[str] | None]:
+    """A matcher that matches where any of ``patterns`` matches (all anchored at the start).
+
+    One alternation in C instead of a Python loop of ``match`` calls: most lines match no
+    rule, and for them this one call settles it. Which rule matched is then found by the
+    rules' own loop, in their order.
+    """
+    for pattern in patterns:
+        if _GROUP_REFERENCE_RE.search(pattern.pattern):
+            raise ValueError(f"cleaning rule {pattern.pattern!r}: no group references")
+    return re.compile("|".join(f"(?:{pattern.pattern})" for pattern in patterns)).match
+
+
+_GROUP_REFERENCE_RE = re.compile(r"\\[1-9]|\(\?P[<=]")
+_ANY_TAIL_MARKER = _any_of([pattern for _name, pattern in _TAIL_RULES])
+_ANY_LIST_MARKER = _any_of([pattern for _name, pattern in _LIST_RULES])
+
+
 def _required_literals(pattern: str) -> tuple[str, ...] | None:
     """Strings of which every match of ``pattern`` contains one, or None if none are known.
 
@@ -849,6 +949,16 @@ _LINE_RULES = tuple(
     for name, max_chars, pattern in LINE_RULES
 )
 _LONGEST_RULE_CHARS = max(max_chars for _name, max_chars, _pattern in LINE_RULES)
+# The line rules searched anywhere in the line, in order, for lines that no rule anchored
+# at the start can match (almost all: one call of the alternation of those tells).
+_UNANCHORED_LINE_RULES = tuple(
+    rule
+    for rule, (_name, _max_chars, pattern) in zip(_LINE_RULES, LINE_RULES, strict=True)
+    if not pattern.startswith("^")
+)
+_ANY_ANCHORED_LINE_RULE = _any_of(
+    [_fold_pattern(pattern) for _name, _max_chars, pattern in LINE_RULES if pattern.startswith("^")]
+)
 _BYLINE_SET = frozenset(normalize(word) for word in BYLINE_WORDS)
 _MONTH_SET = frozenset(normalize(word) for word in MONTH_WORDS)
 _DATE_WORD_SET = frozenset(normalize(word) for word in DATE_WORDS)
@@ -909,14 +1019,26 @@ def _is_date_line(normalized: str, folded: str) -> bool:
     return _DATE_JOINER_NORMALIZED in tokens and others <= DATELINE_MAX_OTHER_WORDS
 
 
-def _line_reason(line: str, folded: str, learned: Collection[str]) -> str | None:
-    """Why a line is boilerplate wherever it stands, or None."""
+def _line_reason(
+    line: str, folded: str, learned: Collection[str], normalized: str | None = None
+) -> str | None:
+    """Why a line is boilerplate wherever it stands, or None.
+
+    ``normalized`` is ``normalize(line)`` when the caller has it (for short lines).
+    """
     if not _ALPHANUMERIC_RE.search(line):
         return "separator"
-    if learned and len(line) <= LEARNABLE_MAX_CHARS and line_key(line) in learned:
-        return "learned"
     short = len(line) <= SHORT_LINE_CHARS
-    normalized = normalize(line) if short else ""
+    if not short:
+        normalized = ""
+    elif normalized is None:
+        normalized = normalize(line)
+    if (
+        learned
+        and len(line) <= LEARNABLE_MAX_CHARS
+        and _key_of_normalized(normalized if short else normalize(line)) in learned
+    ):
+        return "learned"
     if short:
         if not normalized:
             return "separator"
@@ -927,7 +1049,8 @@ def _line_reason(line: str, folded: str, learned: Collection[str]) -> str | None
             return "navigation"
     # The literals are those of the rules as written, with i where the text may hold ı.
     probe = folded.replace("ı", "i") if "ı" in folded else folded
-    for name, max_chars, matches, literals in _LINE_RULES:
+    rules = _LINE_RULES if _ANY_ANCHORED_LINE_RULE(folded) else _UNANCHORED_LINE_RULES
+    for name, max_chars, matches, literals in rules:
         if len(line) > max_chars:
             continue
         if literals is not None:
@@ -945,22 +1068,36 @@ def _line_reason(line: str, folded: str, learned: Collection[str]) -> str | None
     return None
 
 
-def _classify(line: str, learned: Collection[str]) -> _Line:
+def _probe(line: str) -> str:
     # Past the longest line rule only the markers, anchored at the start, are looked for.
+    return line[:MARKER_PREFIX_CHARS] if len(line) > _LONGEST_RULE_CHARS else line
+
+
+def _classify(
+    line: str,
+    learned: Collection[str],
+    folded: str | None = None,
+    normalized: str | None = None,
+) -> _Line:
+    """One line classified; ``folded`` is ``_match_form(_probe(line))`` and ``normalized``
+    is ``normalize(line)`` of a short line when the caller has them."""
     long = len(line) > _LONGEST_RULE_CHARS
-    folded = _match_form(line[:MARKER_PREFIX_CHARS] if long else line)
+    if folded is None:
+        folded = _match_form(_probe(line))
     headline_like = _is_headline_like(line)
-    for name, pattern in _TAIL_RULES:
-        if pattern.match(folded):
-            return _Line(line, name, True, False, False, headline_like)
-    for name, pattern in _LIST_RULES:
-        match = pattern.match(folded)
-        if match:
-            bare = not long and not _WORD_RE.search(folded[match.end() :])
-            return _Line(line, name, False, True, bare, headline_like)
+    if _ANY_TAIL_MARKER(folded):
+        for name, pattern in _TAIL_RULES:
+            if pattern.match(folded):
+                return _Line(line, name, True, False, False, headline_like)
+    if _ANY_LIST_MARKER(folded):
+        for name, pattern in _LIST_RULES:
+            match = pattern.match(folded)
+            if match:
+                bare = not long and not _WORD_RE.search(folded[match.end() :])
+                return _Line(line, name, False, True, bare, headline_like)
     reason = "separator" if long and not _ALPHANUMERIC_RE.search(line) else None
     if not long:
-        reason = _line_reason(line, folded, learned)
+        reason = _line_reason(line, folded, learned, normalized)
     return _Line(line, reason, False, False, False, headline_like)
 
 
@@ -1005,8 +1142,21 @@ def clean(text: str, *, learned: Collection[str] = ()) -> CleanText:
     learned_keys: Collection[str] = (
         learned if isinstance(learned, (set, frozenset, dict)) else frozenset(learned)
     )
-    stripped = (line.strip() for line in text.splitlines())
-    lines = [_classify(line, learned_keys) for line in stripped if line]
+    stripped = [line for line in (raw.strip() for raw in text.splitlines()) if line]
+    # Every line's match form, and the normal form of the short ones, folded in one call
+    # each for the whole text rather than one per line.
+    folded = _match_forms([_probe(line) for line in stripped])
+    short = [line for line in stripped if len(line) <= SHORT_LINE_CHARS]
+    normal_forms = iter(_normalize_many(short))
+    lines = [
+        _classify(
+            line,
+            learned_keys,
+            form,
+            next(normal_forms) if len(line) <= SHORT_LINE_CHARS else None,
+        )
+        for line, form in zip(stripped, folded, strict=True)
+    ]
     in_tail = _Tail(lines)
     reasons = [line.reason for line in lines]
     index = 0
@@ -1090,7 +1240,12 @@ def line_key(line: str) -> str:
     Returns:
         16 hex digits (BLAKE2b over the normalized line).
     """
-    return hashlib.blake2b(normalize(line).encode("utf-8"), digest_size=8).hexdigest()
+    return _key_of_normalized(normalize(line))
+
+
+def _key_of_normalized(normalized: str) -> str:
+    """:func:`line_key` of a line whose :func:`normalize` is ``normalized``."""
+    return hashlib.blake2b(normalized.encode("utf-8"), digest_size=8).hexdigest()
 
 
 def learnable_lines(body_or_text: str) -> list[str]:
@@ -1108,14 +1263,26 @@ def learnable_lines(body_or_text: str) -> list[str]:
         The distinct (by normalized form) non-empty short lines, trimmed, in order.
     """
     text = extract_html(body_or_text)[0] if looks_like_html(body_or_text) else body_or_text
+    return [line for line, _normalized in _learnable(text)]
+
+
+def learnable_line_keys(body_or_text: str) -> list[str]:
+    """:func:`line_key` of each of :func:`learnable_lines`, normalizing each line once."""
+    text = extract_html(body_or_text)[0] if looks_like_html(body_or_text) else body_or_text
+    return [_key_of_normalized(normalized) for _line, normalized in _learnable(text)]
+
+
+def _learnable(text: str) -> list[tuple[str, str]]:
+    """(line, its normal form) of :func:`learnable_lines`."""
+    candidates = [
+        line
+        for line in (raw.strip() for raw in text.splitlines())
+        if line and len(line) <= LEARNABLE_MAX_CHARS
+    ]
     seen: set[str] = set()
-    lines: list[str] = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or len(line) > LEARNABLE_MAX_CHARS:
-            continue
-        normalized = normalize(line)
+    lines: list[tuple[str, str]] = []
+    for line, normalized in zip(candidates, _normalize_many(candidates), strict=True):
         if normalized and normalized not in seen:
             seen.add(normalized)
-            lines.append(line)
+            lines.append((line, normalized))
     return lines

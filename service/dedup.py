@@ -57,8 +57,8 @@ from typing import IO, Any, Literal, TextIO
 import orjson
 from pydantic import ValidationError
 
-from index.article import Article, Verdict, parse_timestamp
-from index.engine import Engine, Mode, Preparation, prepare
+from index.article import Article, parse_timestamp
+from index.engine import BriefVerdict, Engine, Mode, Preparation, prepare
 from index.errors import (
     ConflictError,
     EmptyTextError,
@@ -449,14 +449,13 @@ class _Batch:
         fields = self.options.fields
         for item, verdict in self._verdicts(pending, preparation):
             record = item.record
-            cluster = verdict.cluster
             record[fields.id] = verdict.id
             record["status"] = verdict.status
             record["duplicate_of"] = verdict.duplicate_of
-            record["cluster_id"] = cluster.id
-            record["canonical_id"] = cluster.canonical.id
+            record["cluster_id"] = verdict.cluster_id
+            record["canonical_id"] = verdict.canonical_id
             statuses[verdict.status] += 1
-            self._stories.add(cluster.id)
+            self._stories.add(verdict.cluster_id)
             if not (self.drop_copies and verdict.status in _COPIES):
                 kept.append(record)
         self.summary.stories = len(self._stories)
@@ -464,17 +463,20 @@ class _Batch:
 
     def _verdicts(
         self, pending: list[_Pending], preparation: Preparation | None
-    ) -> list[tuple[_Pending, Verdict]]:
+    ) -> list[tuple[_Pending, BriefVerdict]]:
         """Ingest in order; a batch the engine refuses is split until the bad record is alone.
 
         The engine stores nothing of a batch with one invalid article (text that is only
-        boilerplate, an id stored with another text), so halving keeps every good article
-        in order and costs O(log n) extra calls per bad one.
+        boilerplate, an id stored with another text). When the error names an article
+        whose id occurs once in the batch, the batch is split around it (what comes before
+        is ingested, that one is tried alone, then the rest); otherwise it is halved. Either
+        keeps every good article in order; naming costs one extra call per bad article,
+        halving O(log n).
         """
         if not pending:
             return []
         try:
-            verdicts = self.engine.ingest_many(
+            verdicts = self.engine.ingest_many_brief(
                 [item.article for item in pending], preparation=preparation
             )
         except (InvalidArticleError, ConflictError) as error:
@@ -482,11 +484,22 @@ class _Batch:
                 item = pending[0]
                 self.reject(item.line, item.article.id, str(error))
                 return []
-            middle = len(pending) // 2
-            return self._verdicts(pending[:middle], preparation) + self._verdicts(
-                pending[middle:], preparation
-            )
+            named = _position_named(pending, getattr(error, "article_id", None))
+            if named is None:
+                middle = len(pending) // 2
+                parts = [pending[:middle], pending[middle:]]
+            else:
+                parts = [pending[:named], pending[named : named + 1], pending[named + 1 :]]
+            return [pair for part in parts for pair in self._verdicts(part, preparation)]
         return list(zip(pending, verdicts, strict=True))
+
+
+def _position_named(pending: list[_Pending], article_id: str | None) -> int | None:
+    """Where the only article of ``pending`` with ``article_id`` stands, if exactly one has it."""
+    if article_id is None:
+        return None
+    found = [index for index, item in enumerate(pending) if item.article.id == article_id]
+    return found[0] if len(found) == 1 else None
 
 
 def _check_paths(options: DedupOptions) -> None:
@@ -639,6 +652,8 @@ def _first_pass(
     summary = batch.summary
     params = batch.engine.params
     store_file = batch.engine.store_file
+    # Only stories mode reads the cleaned texts; dedup mode is spared half the bytes.
+    with_bodies = options.mode != "dedup"
     # Chunks are parsed and handed to the workers this far ahead of the one ingested.
     ahead = 1 + (_worker_count(options) if pool is not None else 0)
     queue: deque[tuple[list[_Parsed], Future[Preparation] | None]] = deque()
@@ -683,7 +698,9 @@ def _first_pass(
                 articles = [item.article for item in parsed if item.article is not None]
                 if pool is not None and articles:
                     try:
-                        future = pool.submit(prepare, articles, params, store=store_file)
+                        future = pool.submit(
+                            prepare, articles, params, store=store_file, bodies=with_bodies
+                        )
                     except BrokenProcessPool:
                         logger.warning("a preparing worker died; preparing in this process")
                         pool = None

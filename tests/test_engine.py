@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import random
@@ -271,13 +272,17 @@ def test_a_preparation_made_elsewhere_changes_no_verdict(tmp_path: Path) -> None
     # Prepared from other texts than the ones ingested, or not at all.
     stale = [Article(id="economy", text=own_text(), source="other")]
     results = []
-    for supplied in ("no", "alone", "reading the store"):
+    for supplied in ("no", "alone", "reading the store", "without bodies"):
         with Engine.open(tmp_path / supplied, mode="dedup") as engine:
             verdicts = []
             for batch, prepared in ((first, first), (second, second[:3] + stale)):
                 store = engine.store_file if supplied == "reading the store" else None
                 preparation = (
-                    None if supplied == "no" else prepare(prepared, engine.params, store=store)
+                    None
+                    if supplied == "no"
+                    else prepare(
+                        prepared, engine.params, store=store, bodies=supplied != "without bodies"
+                    )
                 )
                 if store is not None and batch is second:
                     # What the store had learned: the desk line, for "flood-wire".
@@ -299,11 +304,67 @@ def test_a_preparation_made_elsewhere_changes_no_verdict(tmp_path: Path) -> None
                 stored,
             )
         )
-    assert results[0] == results[1] == results[2]
+    assert results[0] == results[1] == results[2] == results[3]
     statuses = {verdict[0]: verdict[1:3] for verdict in results[1][0]}
     assert statuses["flood-wire"] == ("exact_duplicate", "flood")
     assert statuses["late"] == ("near_duplicate", "economy")
     assert results[1][1] == "Floods"
+
+
+def test_a_stories_engine_prepares_itself_what_was_prepared_without_bodies(
+    story_engine: Engine,
+) -> None:
+    # Stories mode embeds and detects the language of the cleaned text: a preparation
+    # that left the texts out must not be used there.
+    batch = [_article("flood", FLOOD, title="Floods"), _article("economy", ECONOMY)]
+    digests = {article.id: hashlib.sha256(article.text.encode()).hexdigest() for article in batch}
+    expected = story_engine._prepare_fresh(batch, digests, 0.0, None)
+    assert all(item.body for item in expected)
+    for bodies in (True, False):
+        preparation = prepare(batch, story_engine.params, bodies=bodies)
+        got = story_engine._prepare_fresh(batch, digests, 0.0, preparation)
+        assert [(item.body, item.embed_text) for item in got] == [
+            (item.body, item.embed_text) for item in expected
+        ]
+
+
+def test_brief_verdicts_name_what_full_verdicts_name(tmp_path: Path) -> None:
+    # What batch files record: the same statuses and ids as the full verdicts, for new
+    # articles, exact and near copies, a stored one sent again, and after a deletion that
+    # promotes a copy to original and canonical.
+    batch = [
+        _article("flood", FLOOD),
+        _article("economy", ECONOMY),
+        _article("flood-again", FLOOD),
+        _article("late", ECONOMY[:3]),
+        _article("economy-again", ECONOMY),
+    ]
+
+    def fields(verdict: Verdict) -> tuple[str, str, str | None, str, str]:
+        cluster = verdict.cluster
+        return (verdict.id, verdict.status, verdict.duplicate_of, cluster.id, cluster.canonical.id)
+
+    with (
+        Engine.open(tmp_path / "full", mode="dedup") as full,
+        Engine.open(tmp_path / "brief", mode="dedup") as brief,
+    ):
+        rounds = []
+        for _round in range(2):
+            expected = [fields(verdict) for verdict in full.ingest_many(batch)]
+            assert [tuple(verdict) for verdict in brief.ingest_many_brief(batch)] == expected
+            rounds.append(expected)
+            full.delete("economy")
+            brief.delete("economy")
+        assert [status for _id, status, *_rest in rounds[0]] == [
+            "new_story",
+            "new_story",
+            "exact_duplicate",
+            "near_duplicate",
+            "exact_duplicate",
+        ]
+        # "economy" was deleted and sent again: the same text as "economy-again", whose
+        # group the earliest remaining copy now leads.
+        assert rounds[1][1][1:3] == ("exact_duplicate", "late")
 
 
 def test_a_batch_prepared_elsewhere_still_names_its_boilerplate_only_article(
@@ -311,8 +372,9 @@ def test_a_batch_prepared_elsewhere_still_names_its_boilerplate_only_article(
 ) -> None:
     batch = [_article("good", FLOOD), Article(id="bad", text="Skip to content")]
     preparation = prepare(batch, dedup_engine.params)
-    with pytest.raises(BoilerplateOnlyError, match="'bad'"):
+    with pytest.raises(BoilerplateOnlyError, match="'bad'") as refused:
         dedup_engine.ingest_many(batch, preparation=preparation)
+    assert refused.value.article_id == "bad"
     assert dedup_engine.counts()["articles"] == 0
 
 

@@ -297,6 +297,33 @@ def test_remove_and_replace() -> None:
     assert index.query(second).size == 0
 
 
+def test_growing_keys_then_replacements_after_compaction_and_loading(tmp_path: Path) -> None:
+    # An engine inserts ever larger keys (the fast way in); a key at or below the largest
+    # one ever stored must still replace what it holds, also once compacted or reloaded.
+    rng = np.random.default_rng(5)
+    signatures = _clustered_signatures(rng, 1300)
+    index = LSHIndex(threshold=0.5, num_perm=NUM_PERM)
+    for key in range(1000):
+        index.insert(key, signatures[key])
+    for key in range(0, 1000, 2):
+        index.remove(key)  # compacts: more tombstones than live entries
+    index.insert(999, signatures[1100])
+    index.insert(2, signatures[1101])
+    path = tmp_path / "lsh.bin"
+    index.save(path, fingerprint="f")
+    loaded = LSHIndex.load(path, fingerprint="f")
+    loaded.insert(3, signatures[1102])
+    loaded.insert(5000, signatures[1103])
+    for lsh, expected in ((index, 501), (loaded, 502)):
+        assert len(lsh) == expected
+        assert 999 not in lsh.query(signatures[999]).tolist()
+        assert 999 in lsh.query(signatures[1100]).tolist()
+        assert 2 in lsh.query(signatures[1101]).tolist()
+    assert 3 not in loaded.query(signatures[3]).tolist()
+    assert 3 in loaded.query(signatures[1102]).tolist()
+    assert 5000 in loaded.query(signatures[1103]).tolist()
+
+
 def test_identical_signatures_are_all_candidates() -> None:
     signature = MinHasher().signature(np.arange(30))
     index = LSHIndex(threshold=0.5, num_perm=NUM_PERM)

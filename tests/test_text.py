@@ -586,6 +586,32 @@ def test_fast_and_general_ways_agree_on_edge_cases(raw: str) -> None:
     assert textlib._match_form(raw) == textlib._match_form_general(raw)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_mixed_text | st.sampled_from(["", " ", "\t", "ﻻ", "x\u00a0y"]), max_size=8))
+def test_folding_many_texts_at_once_equals_one_at_a_time(texts: list[str]) -> None:
+    # The batched kernel must reset its state between texts and skip only the slow ones.
+    for lut in (textlib._FAST_NORMALIZE, textlib._FAST_MATCH):
+        assert textlib._fast_fold_many(texts, lut) == [textlib._fast_fold(t, lut) for t in texts]
+    assert textlib._normalize_many(texts) == [normalize(text) for text in texts]
+    assert textlib._match_forms(texts) == [textlib._match_form(text) for text in texts]
+
+
+def test_the_anchored_rules_prefilter_matches_where_any_of_its_rules_does() -> None:
+    rules = [re.compile(r"^[\W_]*(?:read also|see also)"), re.compile(r"^[\W_]*tags\s*:")]
+    any_rule = textlib._any_of(rules)
+    for line in ("-- read also: x", "tags: a, b", "see also", "nothing here", "x tags:"):
+        assert bool(any_rule(line)) == any(rule.match(line) for rule in rules)
+    with pytest.raises(ValueError, match="group references"):
+        textlib._any_of([re.compile(r"^(a)\1")])
+
+
+def test_learnable_line_keys_are_the_keys_of_the_learnable_lines() -> None:
+    text = "Skip to content\nالرياض - واس\n\n  الرياض - واس  \nﻻ ﷲ\n" + "كلمة " * 40
+    lines = textlib.learnable_lines(text)
+    assert lines == ["Skip to content", "الرياض - واس", "ﻻ ﷲ"]
+    assert textlib.learnable_line_keys(text) == [textlib.line_key(line) for line in lines]
+
+
 # --- scripts without spaces ---------------------------------------------------------------------
 
 
