@@ -218,7 +218,8 @@ def _prepare_articles(
                 continue
             raise BoilerplateOnlyError(
                 f"article {article.id!r}: nothing is left after removing boilerplate "
-                "(navigation, tag lists, related-article lists); send the article body",
+                "(navigation, tag lists, related-article lists, a bot check or script wall "
+                "served instead of the article); send the article body",
                 field="text",
                 article_id=article.id,
             )

@@ -3,8 +3,8 @@
 Cleaning (:func:`clean`) works line by line on the original text and keeps the original
 characters of every kept line. Its rules are data: the tuples below name each kind of
 boilerplate the real data shows (navigation, tag lists, read-also and related lists,
-comment forms, disclaimers, author boxes, source lines, bylines, dates, contact lines)
-and :func:`clean` applies them in three steps:
+comment forms, disclaimers, author boxes, source lines, bylines, dates, contact lines,
+blocked pages) and :func:`clean` applies them in three steps:
 
 1. every line is classified on its *match form* (NFKC, case folded, Arabic letters
    folded, punctuation kept), so one pattern covers أ/ا, ة/ه, tashkeel and tatweel;
@@ -17,6 +17,11 @@ and :func:`clean` applies them in three steps:
    It cuts everything from it on only in the tail, and only when no prose follows its
    headlines or when a date line is among them (a teaser of another article, as in the
    seeds). Bulleted headline lines in the tail go too.
+
+A text with a *blocked-page* line (a bot check, a rate-limit notice, a script wall: what a
+site serves a blocked crawler) and less than :data:`BLOCKED_PAGE_REST_CHARS` of anything
+else is all boilerplate: the crawl got no article, and such pages would otherwise be
+stored as near-duplicates of each other and form a "story" of their own.
 
 "In the tail" means that at least :data:`TAIL_FRACTION` of the article's prose comes
 before the line. Prose is counted in characters of kept lines that are not headline-like
@@ -661,6 +666,9 @@ LEARNABLE_MAX_CHARS = 120
 SHORT_LINE_CHARS = 200
 # Markers stand at the start of a line: this much of a long line is read for them.
 MARKER_PREFIX_CHARS = 100
+# A text with a blocked-page line (bot check, script wall) and less than this much else
+# is the page a blocked crawler got, not an article: all of it is boilerplate.
+BLOCKED_PAGE_REST_CHARS = 300
 
 _START = r"^[\W_]*"
 _END = r"[\W_]*$"
@@ -795,6 +803,56 @@ LINE_RULES: tuple[tuple[str, int, str], ...] = (
     ("contact", 120, r"(?:موبايلي|زين|الاتصالات)\W*\d{5,6}"),
     ("contact", 40, _START + r"ثم (?:مسافة ثم )?(?:نص )?الرسالة" + _END),
     ("wire", 40, _START + r"/+\s*يتبع\s*/*" + _END),
+    # What a site serves a blocked crawler instead of the article: bot checks, rate limits,
+    # script walls. A page made only of these is refused as boilerplate, not stored.
+    ("blocked-page", 700, r"\b(?:i\W?m|i am) not a robot|nie jestem robotem|ich bin kein roboter"
+        r"|je ne suis pas un robot|no soy un robot|non sono un robot|robot değilim"
+        r"|لست روبوت|لست برنامج روبوت"),
+    ("blocked-page", 700, r"verify (?:that )?you are (?:a )?human|are you a robot"
+        r"|unusual traffic from your (?:computer )?network|checking your browser before"
+        r"|why have i been blocked|this request was blocked|request blocked by"),
+    ("blocked-page", 300, r"(?:please )?(?:enable|turn on) javascript|javascript is (?:disabled"
+        r"|required)|bitte aktivieren sie javascript|javascript aktivieren|activer javascript"
+        r"|(?:activa|habilita) javascript|javascript'?i etkinleştir"
+        r"|(?:تفعيل|بتفعيل) (?:ال)?جافا ?سكري?بت"),
+    ("blocked-page", 700, r"(?:your|twój|twoj|ihre|votre|tu) (?:ip|adres ip|ip-adresse"
+        r"|adresse ip|dirección ip)\s*(?:address|adres|adresse)?\s*(?:is|to|lautet|est|es)?"
+        r"\s*:?\s*\d{1,3}\.\d"),
+    ("blocked-page", 60, _START + r"(?:access denied|403 forbidden|forbidden|error 403"
+        r"|attention required|just a moment|تم رفض الوصول)" + _END),
+)  # fmt: skip
+
+# Walls: a cookie-consent, paywall or login notice that a page put where the article should
+# be, often glued to the headline on one line. From the match to the end of its line is
+# removed (what stands before it on the line is kept). (name, literals one of which the
+# line holds as it stands: from a word's second letter, so that a capital first letter
+# matches too; pattern searched on the original line, case ignored.)
+WALL_RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("consent", ("ookie",),
+        r"\b(?:we|this (?:site|website)) uses? cookies (?:to|and (?:similar|other)"
+        r"|on (?:this|our))|\bwir (?:verwenden|nutzen|setzen)\b.{0,40}cookies"
+        r"|\b(?:diese|dieses) (?:seite|website|webseite) (?:verwendet|nutzt) cookies"
+        r"|\bcookie-informationen|\b(?:utilizamos|usamos) cookies|\bnous utilisons des cookies"
+        r"|\bce site utilise des cookies|\bużywamy (?:plików )?cookie|\bta strona (?:używa"
+        r"|korzysta z) (?:plików )?cookie|\bno cookies to use this website"
+        r"|\bcookies must be enabled"),
+    ("consent", ("erez",), r"\bçerez\w* (?:faydalanıyoruz|kullanıyoruz|kullanılmaktadır)"),
+    ("consent", ("تعريف الارتباط", "الكوكيز"),
+        r"نستخدم (?:ملفات )?(?:تعريف الارتباط|الكوكيز)"),
+    # "We collect technical information to improve our site", a consent wall in many
+    # languages (Sputnik's among others).
+    ("consent", ("zu verbessern", "witryn", "unctionality of our", "uncionamiento de",
+                 "onctionnement de notre"),
+        r"\bum die funktion unserer website zu verbessern|\baby poprawić swoją witrynę"
+        r"|\bto improve the functionality of our website|\bpara mejorar el funcionamiento de"
+        r" (?:nuestra|nuestro|este) (?:web|sitio)|\bafin d'améliorer le fonctionnement de"
+        r" notre site"),
+    ("paywall", ("ree trial", "REE TRIAL", "egistered users", "EGISTERED USERS", "egistrieren",
+                 "ubscribe to", "og out", "ubscribers only", "bonnenten"),
+        r"\btake a free trial\b|\bregistered users can read\b|\bbitte registrieren\b"
+        r"|\bsubscribe to (?:continue|keep) reading\b|\bare you sure you want to log out\b"
+        r"|\bthis (?:article|content|story) is (?:only available )?(?:for|to) subscribers only"
+        r"|\bnur für abonnenten\b"),
 )  # fmt: skip
 
 # Agency and desk words that make a short dash-separated line a byline
@@ -959,6 +1017,12 @@ _UNANCHORED_LINE_RULES = tuple(
 _ANY_ANCHORED_LINE_RULE = _any_of(
     [_fold_pattern(pattern) for _name, _max_chars, pattern in LINE_RULES if pattern.startswith("^")]
 )
+_WALL_RULES = tuple(
+    (name, literals, re.compile(pattern, re.IGNORECASE)) for name, literals, pattern in WALL_RULES
+)
+_WALL_LITERALS = tuple(
+    sorted({literal for _name, literals, _pattern in WALL_RULES for literal in literals})
+)
 _BYLINE_SET = frozenset(normalize(word) for word in BYLINE_WORDS)
 _MONTH_SET = frozenset(normalize(word) for word in MONTH_WORDS)
 _DATE_WORD_SET = frozenset(normalize(word) for word in DATE_WORDS)
@@ -972,7 +1036,8 @@ class CleanText:
     Attributes:
         body: the kept lines joined with ``"\\n"``.
         lines: the kept lines: original characters, surrounding whitespace trimmed.
-        removed: the removed non-empty lines, in order (for debugging and tests).
+        removed: the removed non-empty lines, in order, and the ends cut off kept lines by a
+            wall (:data:`WALL_RULES`) (for debugging and tests).
     """
 
     body: str
@@ -1183,13 +1248,48 @@ def clean(text: str, *, learned: Collection[str] = ()) -> CleanText:
         ):
             reasons[index] = "bullet"
         index += 1
-    kept = tuple(line.text for line, reason in zip(lines, reasons, strict=True) if reason is None)
+    cuts: dict[int, int] = {}
+    if _may_hold_a_wall(text):
+        for index, line in enumerate(lines):
+            if reasons[index] is None and (start := _wall_start(line.text)) is not None:
+                if line.text[:start].strip():
+                    cuts[index] = start
+                else:
+                    reasons[index] = "wall"
+    if "blocked-page" in reasons and (
+        sum(len(line.text) for line, reason in zip(lines, reasons, strict=True) if reason is None)
+        < BLOCKED_PAGE_REST_CHARS
+    ):
+        # A bot check with a sentence or two around it: the crawl got no article.
+        reasons = [reason or "blocked-page" for reason in reasons]
+    kept = tuple(
+        line.text[: cuts[index]].rstrip() if index in cuts else line.text
+        for index, (line, reason) in enumerate(zip(lines, reasons, strict=True))
+        if reason is None
+    )
     removed = tuple(
-        line.text for line, reason in zip(lines, reasons, strict=True) if reason is not None
+        line.text if reason is not None else line.text[cuts[index] :]
+        for index, (line, reason) in enumerate(zip(lines, reasons, strict=True))
+        if reason is not None or index in cuts
     )
     if removed:
         logger.debug("cleaning removed %d of %d lines", len(removed), len(lines))
     return CleanText(body="\n".join(kept), lines=kept, removed=removed)
+
+
+def _may_hold_a_wall(text: str) -> bool:
+    """Whether the text holds a literal of a wall rule (one search per literal)."""
+    return any(literal in text for literal in _WALL_LITERALS)
+
+
+def _wall_start(line: str) -> int | None:
+    """Where a wall (:data:`WALL_RULES`) starts in ``line``, if one does."""
+    starts = [
+        found.start()
+        for _name, literals, pattern in _WALL_RULES
+        if any(literal in line for literal in literals) and (found := pattern.search(line))
+    ]
+    return min(starts) if starts else None
 
 
 def _cut(reasons: list[str | None], start: int, reason: str) -> None:

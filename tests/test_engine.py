@@ -108,6 +108,19 @@ def test_boilerplate_only_text_is_refused_and_nothing_is_stored(dedup_engine: En
     assert dedup_engine.counts()["articles"] == 0
 
 
+def test_a_bot_check_page_is_refused_and_two_of_them_are_not_stored(
+    dedup_engine: Engine,
+) -> None:
+    page = (
+        "Just a moment...\nChecking your browser before accessing example.com.\n"
+        "This process is automatic. Your browser will redirect to your requested content."
+    )
+    for name in ("blocked-1", "blocked-2"):
+        with pytest.raises(BoilerplateOnlyError, match="bot check"):
+            dedup_engine.ingest(Article(id=name, text=page))
+    assert dedup_engine.counts()["articles"] == 0
+
+
 def test_a_bad_article_in_a_batch_stores_nothing_of_the_batch(dedup_engine: Engine) -> None:
     good = _article("good", FLOOD)
     bad = Article(id="bad", text="Skip to content")

@@ -327,6 +327,102 @@ def test_text_that_is_only_boilerplate_leaves_an_empty_body(source: str) -> None
     assert result.lines == ()
 
 
+BLOCKED_PAGES = (
+    # The page a Polish site served the SemEval crawler (four lines; the IP changed).
+    "Przykro nam, ale z adresu IP z którego się łączysz odnotowaliśmy ogromną liczbę "
+    "połączeń.\nPodejrzewamy, że ktoś nadużył adresu IP, z którego korzystasz.\nJeśli "
+    'chcesz połączyć się z nami zaznacz "NIE JESTEM ROBOTEM".\nTwój adres IP: 192.0.2.7',
+    "Just a moment...\nChecking your browser before accessing example.com.\nThis process is "
+    "automatic. Your browser will redirect to your requested content shortly.",
+    "Access denied\nYou don't have permission to access this page on this server.",
+    "Please enable JavaScript and cookies to continue",
+    "Are you a robot?\nWe have detected unusual traffic from your computer network.",
+    "عذرا\nيرجى تفعيل جافا سكريبت في متصفحك لعرض هذه الصفحة",
+)
+
+
+@pytest.mark.parametrize("source", BLOCKED_PAGES)
+def test_a_blocked_crawlers_page_is_all_boilerplate(source: str) -> None:
+    result = clean(source)
+    assert result.body == ""
+    assert len(result.removed) == len(source.splitlines())
+
+
+def test_an_article_loses_only_its_script_wall_line() -> None:
+    source = "\n".join(
+        (
+            "Council doubles transport budget",
+            ENGLISH_PARAGRAPHS[0],
+            "Please enable JavaScript to view the comments powered by Disqus.",
+            ENGLISH_PARAGRAPHS[1],
+        )
+    )
+    assert clean(source).lines == (
+        "Council doubles transport budget",
+        ENGLISH_PARAGRAPHS[0],
+        ENGLISH_PARAGRAPHS[1],
+    )
+
+
+def test_a_short_report_about_a_blocked_site_is_kept() -> None:
+    # The phrases of a blocked page inside prose, and no bot check line: an article.
+    source = (
+        "Hackers took the ministry's website down on Monday.\n"
+        "Visitors saw an Access denied message and a notice in Polish that asked them to "
+        "wait; the ministry said the site would be back within a day."
+    )
+    assert clean(source).lines == tuple(source.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("line", "kept"),
+    [
+        # Consent walls glued to the headline (the SemEval crawl has these in several
+        # languages), a paywall, a login prompt.
+        (
+            "Media: Negocjacje handlowe USA i Wielkiej Brytanii przełożone Aby poprawić swoją "
+            "witrynę, wyświetlać istotne materiały informacyjne i dedykowane reklamy, zbieramy "
+            "anonimowe informacje techniczne.",
+            "Media: Negocjacje handlowe USA i Wielkiej Brytanii przełożone",
+        ),
+        (
+            "Schweiz schränkt Export von Schutzausrüstung ein Um die Funktion unserer Website "
+            "zu verbessern und die relevantesten Nachrichten anzuzeigen, sammeln wir Daten.",
+            "Schweiz schränkt Export von Schutzausrüstung ein",
+        ),
+        (
+            "Oil to outperform TAKE A FREE TRIAL Registered users can read up to 3 reports.",
+            "Oil to outperform",
+        ),
+        (
+            "Clippers hammer Kings Are you sure you want to log out? X Login Sign up now!",
+            "Clippers hammer Kings",
+        ),
+        ("This site uses cookies to improve your experience. Accept", None),
+        ("نستخدم ملفات تعريف الارتباط لتحسين تجربتك على موقعنا", None),
+    ],
+)
+def test_a_wall_goes_from_where_it_starts_to_the_end_of_its_line(
+    line: str, kept: str | None
+) -> None:
+    source = "\n".join((ENGLISH_PARAGRAPHS[0], line, ENGLISH_PARAGRAPHS[1]))
+    result = clean(source)
+    middle = () if kept is None else (kept,)
+    assert result.lines == (ENGLISH_PARAGRAPHS[0], *middle, ENGLISH_PARAGRAPHS[1])
+    assert result.removed == ((line,) if kept is None else (line[len(kept) :].lstrip(),))
+
+
+def test_cookies_in_prose_are_not_a_wall() -> None:
+    source = "\n".join(
+        (
+            "The bakery's owner said: we use cookies from a family recipe, and sell out daily.",
+            "Ein Bäcker sagte, die Cookies seien seit Jahren das beliebteste Gebäck der Stadt.",
+            "Registered users of the library rose by a third, the council said on Monday.",
+        )
+    )
+    assert clean(source).lines == tuple(source.splitlines())
+
+
 # --- HTML -----------------------------------------------------------------------------------
 
 PAGE = "\n".join(
