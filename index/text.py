@@ -784,6 +784,9 @@ LINE_RULES: tuple[tuple[str, int, str], ...] = (
     ("disclaimer", 600, r"تمثل (?:رأي|آراء) (?:كتابها|كاتبها|أصحابها)"),
     ("disclaimer", 600, r"(?:do|does) not necessarily (?:reflect|represent)"),
     ("disclaimer", 600, r"views expressed (?:here|in)"),
+    # A syndicator's no-warranty notice (MENAFN's, in Arabic and English).
+    ("disclaimer", 600, r"على توفير المعلومات\W{0,3}كما هي\W{0,3} دون أي (?:تعهدات|ضمانات)"),
+    ("disclaimer", 600, r"provides? the information\W{0,3}as is\W{0,3} without (?:any )?warrant"),
     ("copyright", 200, r"جميع الحقوق محفوظة|حقوق النشر محفوظة|all rights reserved"),
     ("copyright", 200, _START + r"(?:©|copyright\b)"),
     ("author-box", 120, r"see (?:the )?author[’']?s? posts"),
@@ -853,6 +856,16 @@ WALL_RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
         r"|\bsubscribe to (?:continue|keep) reading\b|\bare you sure you want to log out\b"
         r"|\bthis (?:article|content|story) is (?:only available )?(?:for|to) subscribers only"
         r"|\bnur für abonnenten\b"),
+)  # fmt: skip
+
+# Inline promos: a widget's sentence set into a line of the article (often between the
+# headline and the lead); only the match is removed, the text on both sides stays.
+# (name, literals as for WALL_RULES, pattern searched on the original line, case ignored.)
+INLINE_RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("promo", ("اشترك لتصلك",), r"اشترك لتصلك (?:أهم|اهم|آخر|أحدث) الأخبار"),
+    ("promo", ("بالفعل، هذه الرسالة", "بالفعل , هذه الرسالة"),
+        r"أنا معجب ب\S* ?\S* بالفعل\s*[،,]\s*هذه الرسالة لا تظهر مرة أخرى\.?"
+        r"(?:\s*سجل الإعجاب الخاص بك(?: مع صفحتنا)?(?: على facebook)+ للحصول على المزيد من)?"),
 )  # fmt: skip
 
 # Agency and desk words that make a short dash-separated line a byline
@@ -1020,6 +1033,12 @@ _ANY_ANCHORED_LINE_RULE = _any_of(
 _WALL_RULES = tuple(
     (name, literals, re.compile(pattern, re.IGNORECASE)) for name, literals, pattern in WALL_RULES
 )
+_INLINE_RULES = tuple(
+    (name, literals, re.compile(pattern, re.IGNORECASE)) for name, literals, pattern in INLINE_RULES
+)
+_INLINE_LITERALS = tuple(
+    sorted({literal for _name, literals, _pattern in INLINE_RULES for literal in literals})
+)
 _WALL_LITERALS = tuple(
     sorted({literal for _name, literals, _pattern in WALL_RULES for literal in literals})
 )
@@ -1036,8 +1055,9 @@ class CleanText:
     Attributes:
         body: the kept lines joined with ``"\\n"``.
         lines: the kept lines: original characters, surrounding whitespace trimmed.
-        removed: the removed non-empty lines, in order, and the ends cut off kept lines by a
-            wall (:data:`WALL_RULES`) (for debugging and tests).
+        removed: the removed non-empty lines, in order, and what walls and inline promos
+            (:data:`WALL_RULES`, :data:`INLINE_RULES`) took from kept lines (for debugging
+            and tests).
     """
 
     body: str
@@ -1248,38 +1268,58 @@ def clean(text: str, *, learned: Collection[str] = ()) -> CleanText:
         ):
             reasons[index] = "bullet"
         index += 1
-    cuts: dict[int, int] = {}
-    if _may_hold_a_wall(text):
+    # Walls and inline promos change a kept line's text; what they take is listed as removed.
+    texts = [line.text for line in lines]
+    taken: dict[int, list[str]] = {}
+    if _holds_any(text, _WALL_LITERALS):
         for index, line in enumerate(lines):
             if reasons[index] is None and (start := _wall_start(line.text)) is not None:
                 if line.text[:start].strip():
-                    cuts[index] = start
+                    texts[index] = line.text[:start].rstrip()
+                    taken[index] = [line.text[start:]]
                 else:
                     reasons[index] = "wall"
+    if _holds_any(text, _INLINE_LITERALS):
+        for index in range(len(lines)):
+            if reasons[index] is None:
+                kept_text, spans = _without_inline_promos(texts[index])
+                if spans:
+                    taken.setdefault(index, []).extend(spans)
+                    if kept_text:
+                        texts[index] = kept_text
+                    else:
+                        reasons[index] = "promo"
     if "blocked-page" in reasons and (
-        sum(len(line.text) for line, reason in zip(lines, reasons, strict=True) if reason is None)
+        sum(len(texts[index]) for index, reason in enumerate(reasons) if reason is None)
         < BLOCKED_PAGE_REST_CHARS
     ):
         # A bot check with a sentence or two around it: the crawl got no article.
         reasons = [reason or "blocked-page" for reason in reasons]
-    kept = tuple(
-        line.text[: cuts[index]].rstrip() if index in cuts else line.text
-        for index, (line, reason) in enumerate(zip(lines, reasons, strict=True))
-        if reason is None
-    )
-    removed = tuple(
-        line.text if reason is not None else line.text[cuts[index] :]
-        for index, (line, reason) in enumerate(zip(lines, reasons, strict=True))
-        if reason is not None or index in cuts
-    )
+    kept = tuple(texts[index] for index, reason in enumerate(reasons) if reason is None)
+    removed: list[str] = []
+    for index, (line, reason) in enumerate(zip(lines, reasons, strict=True)):
+        if reason is not None:
+            removed.append(line.text)
+        elif index in taken:
+            removed.extend(taken[index])
     if removed:
         logger.debug("cleaning removed %d of %d lines", len(removed), len(lines))
-    return CleanText(body="\n".join(kept), lines=kept, removed=removed)
+    return CleanText(body="\n".join(kept), lines=kept, removed=tuple(removed))
 
 
-def _may_hold_a_wall(text: str) -> bool:
-    """Whether the text holds a literal of a wall rule (one search per literal)."""
-    return any(literal in text for literal in _WALL_LITERALS)
+def _holds_any(text: str, literals: Sequence[str]) -> bool:
+    """Whether ``text`` holds one of ``literals`` (one substring search each)."""
+    return any(literal in text for literal in literals)
+
+
+def _without_inline_promos(line: str) -> tuple[str, list[str]]:
+    """``line`` without the matches of :data:`INLINE_RULES`, and the matches."""
+    spans: list[str] = []
+    for _name, literals, pattern in _INLINE_RULES:
+        if any(literal in line for literal in literals):
+            spans.extend(found.group() for found in pattern.finditer(line))
+            line = pattern.sub(" ", line)
+    return (" ".join(line.split()) if spans else line), spans
 
 
 def _wall_start(line: str) -> int | None:

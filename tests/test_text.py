@@ -412,6 +412,26 @@ def test_a_wall_goes_from_where_it_starts_to_the_end_of_its_line(
     assert result.removed == ((line,) if kept is None else (line[len(kept) :].lstrip(),))
 
 
+def test_an_inline_promo_goes_and_the_text_on_both_sides_stays() -> None:
+    headline = "«بصيرة للبحوث» يجري مسحا عن احتياطات الوقاية في 25 «سوبر ماركت»"
+    lead = "أجرى المركز المصري لبحوث الرأي العام «بصيرة» مسحا داخل 25 فرعا للمتاجر الكبيرة."
+    source = f"{headline} اشترك لتصلك أهم الأخبار {lead}\n{ARABIC_PARAGRAPHS[0]}"
+    result = clean(source)
+    assert result.lines == (f"{headline} {lead}", ARABIC_PARAGRAPHS[0])
+    assert result.removed == ("اشترك لتصلك أهم الأخبار",)
+    liked = f"{headline} أنا معجب بشروك بالفعل، هذه الرسالة لا تظهر مرة أخرى. {lead}"
+    assert clean(liked).lines == (f"{headline} {lead}",)
+
+
+def test_a_syndicators_no_warranty_notice_goes() -> None:
+    notice = (
+        'تعمل شركة "شبكة الشرق الأوسط وشمال أفريقيا للخدمات المالية" على توفير المعلومات '
+        '"كما هي" دون أي تعهدات أو ضمانات... سواء صريحة أو ضمنية.'
+    )
+    source = "\n".join((ARABIC_PARAGRAPHS[0], notice, ARABIC_PARAGRAPHS[1]))
+    assert clean(source).lines == ARABIC_PARAGRAPHS[:2]
+
+
 def test_cookies_in_prose_are_not_a_wall() -> None:
     source = "\n".join(
         (
