@@ -862,7 +862,7 @@ WALL_RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
 # headline and the lead); only the match is removed, the text on both sides stays.
 # (name, literals as for WALL_RULES, pattern searched on the original line, case ignored.)
 INLINE_RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("promo", ("اشترك لتصلك",), r"اشترك لتصلك (?:أهم|اهم|آخر|أحدث) الأخبار"),
+    ("promo", ("اشترك ل",), r"اشترك (?:لتصلك|ليصلك|لك) (?:أهم|اهم|آخر|أحدث) الأخبار"),
     ("promo", ("بالفعل، هذه الرسالة", "بالفعل , هذه الرسالة"),
         r"أنا معجب ب\S* ?\S* بالفعل\s*[،,]\s*هذه الرسالة لا تظهر مرة أخرى\.?"
         r"(?:\s*سجل الإعجاب الخاص بك(?: مع صفحتنا)?(?: على facebook)+ للحصول على المزيد من)?"),

@@ -419,6 +419,7 @@ def test_an_inline_promo_goes_and_the_text_on_both_sides_stays() -> None:
     result = clean(source)
     assert result.lines == (f"{headline} {lead}", ARABIC_PARAGRAPHS[0])
     assert result.removed == ("اشترك لتصلك أهم الأخبار",)
+    assert clean(f"{headline} اشترك لك أهم الأخبار، {lead}").lines == (f"{headline} ، {lead}",)
     liked = f"{headline} أنا معجب بشروك بالفعل، هذه الرسالة لا تظهر مرة أخرى. {lead}"
     assert clean(liked).lines == (f"{headline} {lead}",)
 
