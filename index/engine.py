@@ -144,6 +144,35 @@ class _Decision:
     embedding: Vector | None
 
 
+class _ChunkWrites:
+    """What a ``dedup`` mode batch writes, held in memory until its end (then one
+    ``executemany`` per table, in the same transaction).
+
+    Decisions inside the batch read earlier articles of the same batch from here and the
+    store's committed articles from SQLite: together what the store would hold had each
+    article been inserted at once. Rows are assigned as SQLite's AUTOINCREMENT would.
+    """
+
+    def __init__(self, store: Store, prepared: Sequence[_Prepared]) -> None:
+        self.first_row = self.next_row = store.next_article_row()
+        # The first stored article of each content hash in the batch (fewer queries).
+        self.stored_hashes = store.first_by_content_hashes(item.content_hash for item in prepared)
+        # Of the batch's own articles: first row of each content hash not stored before,
+        # and (original row, story row, shingles) by row.
+        self.hashes: dict[str, int] = {}
+        self.rows: dict[int, tuple[int | None, int, npt.NDArray[np.uint32]]] = {}
+        self.articles: list[tuple[Any, ...]] = []
+        self.stories: dict[int, StoryRow] = {}
+        self.lines: dict[tuple[str, str], int] = {}
+
+    def flush(self, store: Store) -> None:
+        store.insert_articles(self.articles)
+        store.save_stories(self.stories.values())
+        store.count_lines_many(
+            (source, key, count) for (source, key), count in sorted(self.lines.items())
+        )
+
+
 def story_id(row: int) -> str:
     """The public id of the story whose founding article has ``row``."""
     return f"s{row}"
@@ -907,6 +936,158 @@ class Engine:
             store.count_lines(article.source, prepared.line_keys)
         return row
 
+    def _decide_and_commit_chunk(
+        self, prepared: Sequence[_Prepared], applied: list[tuple[int, _Prepared, _Decision]]
+    ) -> None:
+        """:meth:`_decide`, :meth:`_commit` and :meth:`_apply_to_indexes` of each article of a
+        ``dedup`` mode batch, its writes held in memory and made at the end (one statement
+        per table instead of several per article); the rows, stories and line counts stored
+        are those the article-by-article path stores."""
+        assert self._embedder is None
+        store = self._store
+        writes = _ChunkWrites(store, prepared)
+        for item in prepared:
+            decision = self._decide_in_chunk(item, writes)
+            row = self._commit_in_chunk(item, decision, writes)
+            self._apply_to_indexes(row, item, decision)
+            applied.append((row, item, decision))
+        writes.flush(store)
+
+    def _decide_in_chunk(self, prepared: _Prepared, writes: _ChunkWrites) -> _Decision:
+        """:meth:`_decide` without an embedder, reading the batch's writes too."""
+        exact = writes.stored_hashes.get(prepared.content_hash)
+        if exact is None:
+            row = writes.hashes.get(prepared.content_hash)
+            if row is not None:
+                exact = (row, *writes.rows[row][:2])
+        if exact is not None:
+            row, original_row, story_row = exact
+            if original_row is not None and original_row != row:
+                story_row = self._story_row_in_chunk(original_row, writes)
+            else:
+                original_row = row
+            return _Decision("exact_duplicate", story_row, original_row, 1.0, None, None)
+        copy = self._find_copy_in_chunk(prepared, writes)
+        if copy is not None:
+            original_row, story_row, similarity = copy
+            return _Decision(
+                "near_duplicate", story_row, original_row, round(similarity, 6), None, None
+            )
+        return _Decision("new_story", None, None, None, None, None)
+
+    def _story_row_in_chunk(self, row: int, writes: _ChunkWrites) -> int:
+        pending = writes.rows.get(row)
+        if pending is not None:
+            return pending[1]
+        found = self._store.copy_original(row)
+        assert found is not None, "a copy's original is not stored"
+        return found[0]
+
+    def _find_copy_in_chunk(
+        self, prepared: _Prepared, writes: _ChunkWrites
+    ) -> tuple[int, int, float] | None:
+        """:meth:`_find_copy` reading the batch's writes too: (original row, its story row,
+        Jaccard similarity to it)."""
+        if prepared.shingles.size < self.params.min_shingles:
+            return None
+        candidates = self._lsh.query(prepared.signature)
+        if candidates.size == 0:
+            return None
+        first_row = writes.first_row
+        stored = [int(row) for row in candidates if row < first_row]
+        candidate_rows = self._store.copy_candidates(stored) if stored else {}
+        for row in candidates:
+            if row >= first_row:
+                original_row, _story_row, shingles = writes.rows[int(row)]
+                candidate_rows[int(row)] = (original_row, shingles)
+        best: tuple[float, float, int] | None = None
+        for row, (original, shingles) in candidate_rows.items():
+            copy, similarity, contained = self._is_copy(prepared.shingles, shingles)
+            if copy:
+                group = original if original is not None else row
+                key = (similarity, contained, -group)
+                if best is None or key > best:
+                    best = key
+        if best is None:
+            return None
+        group = -best[2]
+        pending = writes.rows.get(group)
+        if pending is not None:
+            story_row, shingles = pending[1], pending[2]
+        else:
+            found = self._store.copy_original(group)
+            if found is None:
+                return None
+            story_row, shingles = found
+        return group, story_row, jaccard(prepared.shingles, shingles)
+
+    def _commit_in_chunk(
+        self, prepared: _Prepared, decision: _Decision, writes: _ChunkWrites
+    ) -> int:
+        """:meth:`_commit` without an embedder, into the batch's writes; returns the row."""
+        article = prepared.article
+        row = writes.next_row
+        writes.next_row += 1
+        story_row = decision.story_row if decision.story_row is not None else row
+        writes.articles.append(
+            (
+                row,
+                article.id,
+                article.text,
+                article.title,
+                article.url,
+                article.source,
+                prepared.language,
+                prepared.published_at,
+                prepared.received_at,
+                prepared.text_hash,
+                prepared.content_hash,
+                prepared.shingles.astype("<u4").tobytes(),
+                encode_signature(prepared.signature),
+                prepared.terms.astype("<u4").tobytes(),
+                None,  # embedding
+                story_row,
+                decision.original_row,
+                decision.status,
+                decision.duplicate_similarity,
+                decision.story_similarity,
+                None,  # evidence: read only for articles with a vector
+            )
+        )
+        writes.rows[row] = (decision.original_row, story_row, prepared.shingles)
+        if prepared.content_hash not in writes.stored_hashes:
+            writes.hashes.setdefault(prepared.content_hash, row)
+        if decision.story_row is None:
+            writes.stories[row] = StoryRow(
+                row=row,
+                canonical_row=row,
+                canonical_score=1.0,
+                size=1,
+                vectors=0,
+                centroid=None,
+                first_published_at=prepared.published_at,
+                last_published_at=prepared.published_at,
+                updated_at=prepared.received_at,
+            )
+        else:
+            # Without an embedder only copies join a story, and a copy never moves the
+            # canonical (see _commit).
+            assert decision.original_row is not None, "a new article joined a story"
+            story = writes.stories.get(story_row)
+            if story is None:
+                story = self._store.story(story_row)
+                assert story is not None, "a decision named a story that is not stored"
+                writes.stories[story_row] = story
+            story.size += 1
+            story.first_published_at = min(story.first_published_at, prepared.published_at)
+            story.last_published_at = max(story.last_published_at, prepared.published_at)
+            story.updated_at = prepared.received_at
+        if article.source and prepared.line_keys:
+            lines = writes.lines
+            for key in set(prepared.line_keys):
+                lines[article.source, key] = lines.get((article.source, key), 0) + 1
+        return row
+
     def _update_canonical(
         self, story: StoryRow, row: int, embedding: Vector | None, published_at: float
     ) -> None:
@@ -1092,14 +1273,19 @@ class Engine:
             applied: list[tuple[int, _Prepared, _Decision]] = []
             try:
                 with self._store.transaction():
-                    for item in prepared:
-                        decision = self._decide(item, embeddings.get(item.article.id))
-                        row = self._commit(item, decision)
-                        # Later articles of the batch must see this one (copies and stories
-                        # inside one batch), so the indexes follow each article at once and
-                        # are rolled back below if the transaction does not commit.
-                        self._apply_to_indexes(row, item, decision)
-                        applied.append((row, item, decision))
+                    if self._embedder is None:
+                        # Dedup mode: the writes are held until the batch's end.
+                        self._decide_and_commit_chunk(prepared, applied)
+                    else:
+                        for item in prepared:
+                            decision = self._decide(item, embeddings.get(item.article.id))
+                            row = self._commit(item, decision)
+                            # Later articles of the batch must see this one (copies and
+                            # stories inside one batch), so the indexes follow each article
+                            # at once and are rolled back below if the transaction does
+                            # not commit.
+                            self._apply_to_indexes(row, item, decision)
+                            applied.append((row, item, decision))
             except BaseException:
                 for row, item, decision in reversed(applied):
                     self._unapply_from_indexes(row, item, decision)

@@ -477,6 +477,44 @@ class Store:
             self.update_article(row, story_row=row)
         return row
 
+    def next_article_row(self) -> int:
+        """The row :meth:`insert_article` would give the next article (AUTOINCREMENT's rule:
+        one more than the largest row ever assigned)."""
+        seq, _deletions = self.generation()
+        found = self.connection.execute("SELECT MAX(row) FROM articles").fetchone()
+        return max(seq, int(found[0] or 0)) + 1
+
+    def insert_articles(self, values: Sequence[Sequence[Any]]) -> None:
+        """Insert articles whose rows are given: tuples of every column of
+        :data:`_ARTICLE_COLUMNS` in its order (``row`` first, blobs encoded)."""
+        marks = ",".join("?" * len(_ARTICLE_COLUMNS.split(",")))
+        self.connection.executemany(
+            f"INSERT INTO articles ({_ARTICLE_COLUMNS}) VALUES ({marks})", values
+        )
+
+    def first_by_content_hashes(
+        self, content_hashes: Iterable[str]
+    ) -> dict[str, tuple[int, int | None, int]]:
+        """(row, original row, story row) of the first stored article of each content hash
+        (what :meth:`first_by_content_hash` reads for an exact-copy check), by hash."""
+        first: dict[str, tuple[int, int | None, int]] = {}
+        for content_hash, row, original_row, story_row in self._select_in(
+            "SELECT content_hash, row, original_row, story_row FROM articles "
+            "WHERE content_hash IN ({marks})",
+            content_hashes,
+        ):
+            found = first.get(content_hash)
+            if found is None or row < found[0]:
+                first[content_hash] = (row, original_row, story_row)
+        return first
+
+    def copy_original(self, row: int) -> tuple[int, npt.NDArray[np.uint32]] | None:
+        """(story row, shingles) of an article: what a near-copy verdict reads of its original."""
+        found = self.connection.execute(
+            "SELECT story_row, shingles FROM articles WHERE row = ?", (row,)
+        ).fetchone()
+        return None if found is None else (int(found[0]), _u32(found[1]))
+
     def update_article(self, row: int, **values: Any) -> None:
         assignments = ", ".join(f"{name} = ?" for name in values)
         self.connection.execute(
@@ -580,6 +618,26 @@ class Store:
             ),
         )
 
+    def save_stories(self, stories: Iterable[StoryRow]) -> None:
+        """:meth:`save_story` of many stories in one statement."""
+        self.connection.executemany(
+            f"INSERT OR REPLACE INTO stories ({_STORY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    story.row,
+                    story.canonical_row,
+                    story.canonical_score,
+                    story.size,
+                    story.vectors,
+                    None if story.centroid is None else story.centroid.astype("<f4").tobytes(),
+                    story.first_published_at,
+                    story.last_published_at,
+                    story.updated_at,
+                )
+                for story in stories
+            ],
+        )
+
     def delete_story(self, row: int) -> None:
         self.connection.execute("DELETE FROM stories WHERE row = ?", (row,))
 
@@ -622,6 +680,14 @@ class Store:
             "INSERT INTO source_lines (source, key, articles) VALUES (?, ?, ?) "
             "ON CONFLICT (source, key) DO UPDATE SET articles = articles + excluded.articles",
             [(source, key, delta) for key in sorted(set(keys))],
+        )
+
+    def count_lines_many(self, counts: Iterable[tuple[str, str, int]]) -> None:
+        """:meth:`count_lines` of many (source, key, articles) at once."""
+        self.connection.executemany(
+            "INSERT INTO source_lines (source, key, articles) VALUES (?, ?, ?) "
+            "ON CONFLICT (source, key) DO UPDATE SET articles = articles + excluded.articles",
+            counts,
         )
 
 
