@@ -944,17 +944,41 @@ class Engine:
         per table instead of several per article); the rows, stories and line counts stored
         are those the article-by-article path stores."""
         assert self._embedder is None
+        if not prepared:
+            return
         store = self._store
         writes = _ChunkWrites(store, prepared)
-        for item in prepared:
-            decision = self._decide_in_chunk(item, writes)
-            row = self._commit_in_chunk(item, decision, writes)
-            self._apply_to_indexes(row, item, decision)
-            applied.append((row, item, decision))
-        writes.flush(store)
+        rows = np.arange(writes.first_row, writes.first_row + len(prepared), dtype=np.int64)
+        # Each article's LSH candidates as the index would give them had the batch's
+        # earlier articles been inserted one at a time (they are all inserted now).
+        candidates = self._lsh.query_then_insert_many(
+            rows, np.stack([item.signature for item in prepared])
+        )
+        done = 0
+        try:
+            decided: list[tuple[int, _Prepared, _Decision]] = []
+            for row, item, found in zip(rows.tolist(), prepared, candidates, strict=True):
+                decision = self._decide_in_chunk(item, writes, found)
+                committed = self._commit_in_chunk(item, decision, writes)
+                assert committed == row, "rows are assigned in order"
+                decided.append((row, item, decision))
+            writes.flush(store)
+            for row, item, decision in decided:
+                if decision.original_row is None:
+                    self._frequencies.add(item.terms)
+                applied.append((row, item, decision))
+                done += 1
+        except BaseException:
+            # The applied ones are taken out of the indexes by the caller.
+            for row in rows[done:].tolist():
+                self._lsh.remove(row)
+            raise
 
-    def _decide_in_chunk(self, prepared: _Prepared, writes: _ChunkWrites) -> _Decision:
-        """:meth:`_decide` without an embedder, reading the batch's writes too."""
+    def _decide_in_chunk(
+        self, prepared: _Prepared, writes: _ChunkWrites, candidates: npt.NDArray[np.int64]
+    ) -> _Decision:
+        """:meth:`_decide` without an embedder, reading the batch's writes too;
+        ``candidates``: what the LSH index answers for the article."""
         exact = writes.stored_hashes.get(prepared.content_hash)
         if exact is None:
             row = writes.hashes.get(prepared.content_hash)
@@ -967,7 +991,7 @@ class Engine:
             else:
                 original_row = row
             return _Decision("exact_duplicate", story_row, original_row, 1.0, None, None)
-        copy = self._find_copy_in_chunk(prepared, writes)
+        copy = self._find_copy_in_chunk(prepared, writes, candidates)
         if copy is not None:
             original_row, story_row, similarity = copy
             return _Decision(
@@ -984,22 +1008,20 @@ class Engine:
         return found[0]
 
     def _find_copy_in_chunk(
-        self, prepared: _Prepared, writes: _ChunkWrites
+        self, prepared: _Prepared, writes: _ChunkWrites, candidates: npt.NDArray[np.int64]
     ) -> tuple[int, int, float] | None:
-        """:meth:`_find_copy` reading the batch's writes too: (original row, its story row,
-        Jaccard similarity to it)."""
-        if prepared.shingles.size < self.params.min_shingles:
-            return None
-        candidates = self._lsh.query(prepared.signature)
-        if candidates.size == 0:
+        """:meth:`_find_copy` reading the batch's writes too, given the LSH ``candidates``:
+        (original row, its story row, Jaccard similarity to it)."""
+        if prepared.shingles.size < self.params.min_shingles or candidates.size == 0:
             return None
         first_row = writes.first_row
-        stored = [int(row) for row in candidates if row < first_row]
+        found_rows = candidates.tolist()
+        stored = [row for row in found_rows if row < first_row]
         candidate_rows = self._store.copy_candidates(stored) if stored else {}
-        for row in candidates:
+        for row in found_rows:
             if row >= first_row:
-                original_row, _story_row, shingles = writes.rows[int(row)]
-                candidate_rows[int(row)] = (original_row, shingles)
+                original_row, _story_row, shingles = writes.rows[row]
+                candidate_rows[row] = (original_row, shingles)
         best: tuple[float, float, int] | None = None
         for row, (original, shingles) in candidate_rows.items():
             copy, similarity, contained = self._is_copy(prepared.shingles, shingles)
