@@ -173,6 +173,14 @@ class _ChunkWrites:
         )
 
 
+def _u4_bytes(values: npt.NDArray[np.uint32]) -> bytes:
+    """``values.astype("<u4").tobytes()``, without the copy where they are that already."""
+    return values.tobytes() if values.dtype == _U4 else values.astype(_U4).tobytes()
+
+
+_U4 = np.dtype("<u4")
+
+
 def story_id(row: int) -> str:
     """The public id of the story whose founding article has ``row``."""
     return f"s{row}"
@@ -1064,9 +1072,9 @@ class Engine:
                 prepared.received_at,
                 prepared.text_hash,
                 prepared.content_hash,
-                prepared.shingles.astype("<u4").tobytes(),
+                _u4_bytes(prepared.shingles),
                 encode_signature(prepared.signature),
-                prepared.terms.astype("<u4").tobytes(),
+                _u4_bytes(prepared.terms),
                 None,  # embedding
                 story_row,
                 decision.original_row,
@@ -1237,13 +1245,13 @@ class Engine:
         return self._ingest_many(articles, preparation, self._brief_verdicts)
 
     def _brief_verdicts(self, rows: Sequence[VerdictRow]) -> list[BriefVerdict]:
-        stories = self._store.stories(row.story_row for row in rows)
-        missing = next((row for row in rows if row.story_row not in stories), None)
+        canonicals = self._store.story_canonicals(row.story_row for row in rows)
+        missing = next((row for row in rows if row.story_row not in canonicals), None)
         if missing is not None:
             raise StoryNotFoundError(story_id(missing.story_row))
         names = self._store.article_ids(
             [row.original_row for row in rows if row.original_row is not None]
-            + [story.canonical_row for story in stories.values()]
+            + list(canonicals.values())
         )
         return [
             BriefVerdict(
@@ -1251,7 +1259,7 @@ class Engine:
                 row.status,
                 None if row.original_row is None else names.get(row.original_row),
                 story_id(row.story_row),
-                names[stories[row.story_row].canonical_row],
+                names[canonicals[row.story_row]],
             )
             for row in rows
         ]
@@ -1315,7 +1323,25 @@ class Engine:
             self._since_snapshot += len(applied)
             if self._since_snapshot >= self._snapshot_every:
                 self.snapshot()
-            rows = self._store.verdict_rows_by_id(seen)
+            # What was stored just now is known; only the articles stored before are read.
+            rows = {
+                item.article.id: VerdictRow(
+                    row,
+                    item.article.id,
+                    decision.status,
+                    row if decision.story_row is None else decision.story_row,
+                    decision.original_row,
+                    decision.duplicate_similarity,
+                    decision.story_similarity,
+                )
+                for row, item, decision in applied
+            }
+            if len(rows) < len(seen):
+                rows.update(
+                    self._store.verdict_rows_by_id(
+                        article_id for article_id in seen if article_id not in rows
+                    )
+                )
             return verdicts_of([rows[article.id] for article in articles])
 
     def _fresh(self, articles: Sequence[Article]) -> tuple[dict[str, str], list[Article]]:

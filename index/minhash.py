@@ -188,30 +188,9 @@ def _probe_run_many(
 
 
 @_native
-def _probe_buffer_many(
-    buffer: U32, first_slot: int, queries: U32, alive: npt.NDArray[np.bool_]
-) -> tuple[I64, I64]:
-    """:func:`_probe_buffer` of each row of ``queries``: (query index, slot) pairs."""
-    count = 0
-    which = np.empty(16, dtype=np.int64)
-    found = np.empty(16, dtype=np.int64)
-    for q in range(queries.shape[0]):
-        hits = _probe_buffer(buffer, first_slot, queries[q], alive)
-        if count + hits.shape[0] > found.shape[0]:
-            grown = max(2 * found.shape[0], count + hits.shape[0])
-            which = np.concatenate((which, np.empty(grown - which.shape[0], dtype=np.int64)))
-            found = np.concatenate((found, np.empty(grown - found.shape[0], dtype=np.int64)))
-        for hit in hits:
-            which[count] = q
-            found[count] = hit
-            count += 1
-    return which[:count], found[:count]
-
-
-@_native
-def _earlier_sharing_a_band(band_hashes: U32) -> tuple[I64, I64]:
-    """(i, j) for every j < i whose band hashes share a band with row i's (a pair once
-    for each band shared)."""
+def _earlier_sharing_a_band(band_hashes: U32, first: int) -> tuple[I64, I64]:
+    """(i, j) for every i >= ``first`` and j < i whose band hashes share a band with row
+    i's (a pair once for each band shared)."""
     count = 0
     rows = np.empty(16, dtype=np.int64)
     earlier = np.empty(16, dtype=np.int64)
@@ -224,6 +203,8 @@ def _earlier_sharing_a_band(band_hashes: U32) -> tuple[I64, I64]:
             while end < order.shape[0] and column[order[end]] == column[order[start]]:
                 end += 1
             for a in range(start + 1, end):
+                if order[a] < first:
+                    continue
                 for b in range(start, a):
                     if count == rows.shape[0]:
                         rows = np.concatenate((rows, np.empty(count, dtype=np.int64)))
@@ -737,17 +718,18 @@ class LSHIndex:
             run_which, slots = _probe_run_many(run.hashes, run.slots, band_hashes, alive)
             which.append(run_which)
             found.append(self._keys[slots])
-        buffer_which, slots = _probe_buffer_many(
-            self._buffer[: self._slots_used - self._buffer_first],
-            self._buffer_first,
-            band_hashes,
-            alive,
+        # The buffered rows and the new ones: pairs of equal band hashes (sorted per band).
+        buffered = self._slots_used - self._buffer_first
+        later, earlier = _earlier_sharing_a_band(
+            np.concatenate((self._buffer[:buffered], band_hashes)), buffered
         )
-        which.append(buffer_which)
-        found.append(self._keys[slots])
-        later, earlier = _earlier_sharing_a_band(band_hashes)
-        which.append(later)
-        found.append(keys[earlier])
+        in_buffer = earlier < buffered
+        slots = self._buffer_first + earlier[in_buffer]
+        live = alive[slots]
+        which.append(later[in_buffer][live] - buffered)
+        found.append(self._keys[slots[live]])
+        which.append(later[~in_buffer] - buffered)
+        found.append(keys[earlier[~in_buffer] - buffered])
         self._append(keys, band_hashes)
         all_which = np.concatenate(which)
         all_found = np.concatenate(found)

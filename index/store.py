@@ -164,7 +164,10 @@ _STORY_COLUMNS = (
 
 def encode_signature(signature: npt.NDArray[np.uint64]) -> bytes:
     """MinHash values fit in 32 bits (datasketch masks them so): store them as uint32."""
-    return signature.astype("<u4").tobytes()
+    return signature.astype(_U4).tobytes()
+
+
+_U4 = np.dtype("<u4")
 
 
 def decode_signature(blob: bytes) -> npt.NDArray[np.uint64]:
@@ -598,6 +601,15 @@ class Store:
             values[0]: _story(values)
             for values in self._select_in(
                 f"SELECT {_STORY_COLUMNS} FROM stories WHERE row IN ({{marks}})", rows
+            )
+        }
+
+    def story_canonicals(self, rows: Iterable[int]) -> dict[int, int]:
+        """The canonical row of each of the stories ``rows`` that is stored, by story row."""
+        return {
+            int(row): int(canonical_row)
+            for row, canonical_row in self._select_in(
+                "SELECT row, canonical_row FROM stories WHERE row IN ({marks})", rows
             )
         }
 
