@@ -246,10 +246,11 @@ def _prepare_articles(
             )
         keys: list[str] = []
         learned: set[str] = set()
+        lines = textlib.split_lines(raw)
         if article.source:
-            keys = textlib.learnable_line_keys(raw)
+            keys = textlib.learnable_keys_of(lines)
             learned = learned_of(article.source, keys)
-        body = textlib.clean(raw, learned=learned).body
+        body = textlib.clean_lines(lines, learned=learned).body
         if not body.strip():
             if skip_boilerplate_only:
                 continue
