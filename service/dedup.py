@@ -37,6 +37,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import multiprocessing
 import os
@@ -536,6 +537,7 @@ def deduplicate(options: DedupOptions, settings: Settings | None = None) -> Summ
     final = _beside(output, ".partial")
     first = _beside(output, ".pass1.partial") if options.mode == "stories" else final
     with ExitStack() as stack:
+        stack.enter_context(_fewer_collections())
         reader = stack.enter_context(open_reader(options.input))
         if options.store is None:
             store = Path(
@@ -567,6 +569,33 @@ def deduplicate(options: DedupOptions, settings: Settings | None = None) -> Summ
         summary.already_stored = accepted - (engine.counts()["articles"] - stored_before)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """The cyclic garbage collector set for a batch run, and set back afterwards.
+
+    A run allocates millions of short-lived objects (records, articles, rows) and makes
+    few reference cycles. With the default thresholds the collector ran ~890 times on
+    SaudiNewsNet, six of them full collections over every object the imports made (numba's
+    above all): 0.78 s of the ingesting process. The objects alive at the start are moved
+    out of its sight (:func:`gc.freeze`; forked workers inherit that) and the youngest
+    generation is collected after 10,000 allocations instead of 700.
+    """
+    threshold = gc.get_threshold()
+    freeze = gc.get_freeze_count() == 0  # a caller's own frozen objects are left alone
+    if freeze:
+        gc.freeze()
+    gc.set_threshold(max(threshold[0], _GC_YOUNGEST), *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        if freeze:
+            gc.unfreeze()
+
+
+_GC_YOUNGEST = 10_000
 
 
 @contextmanager
