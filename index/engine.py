@@ -72,7 +72,7 @@ from index.store import (
     VerdictRow,
     encode_embedding,
     encode_signature,
-    frequent_lines,
+    frequent_line_pairs,
     open_read_only,
 )
 from index.stories import (
@@ -215,20 +215,21 @@ def _prepare_articles(
     params: Parameters,
     hasher: MinHasher,
     now: float,
-    learned_of: Callable[[str, list[str]], set[str]],
+    learned_of: Callable[[Sequence[tuple[str, list[str]]]], set[tuple[str, str]]],
     *,
     skip_boilerplate_only: bool = False,
 ) -> list[_Prepared]:
     """Everything computed from ``articles`` before any decision.
 
-    Pure but for ``learned_of(source, line_keys)``: which of an article's lines its source
-    is known to repeat (removed as boilerplate).
+    Pure but for ``learned_of([(source, line_keys), ...])``: the (source, key) pairs of
+    the lines that their sources are known to repeat (removed as boilerplate), asked once
+    for all the articles.
 
     Raises:
         BoilerplateOnlyError: nothing is left of an article after cleaning (the first
             such), unless ``skip_boilerplate_only``: such articles are then left out.
     """
-    cleaned: list[tuple[Article, str, list[str], list[str]]] = []
+    split: list[tuple[Article, textlib.Lines, list[str]]] = []
     for article in articles:
         raw = article.text
         title = article.title
@@ -244,12 +245,14 @@ def _prepare_articles(
                 language=article.language,
                 published_at=article.published_at,
             )
-        keys: list[str] = []
-        learned: set[str] = set()
         lines = textlib.split_lines(raw)
-        if article.source:
-            keys = textlib.learnable_keys_of(lines)
-            learned = learned_of(article.source, keys)
+        split.append((article, lines, textlib.learnable_keys_of(lines) if article.source else []))
+    wanted = [(article.source, keys) for article, _lines, keys in split if article.source and keys]
+    frequent = learned_of(wanted) if wanted else set()
+    cleaned: list[tuple[Article, str, list[str], list[str]]] = []
+    for article, lines, keys in split:
+        source = article.source
+        learned = {key for key in keys if (source, key) in frequent} if frequent else set()
         body = textlib.clean_lines(lines, learned=learned).body
         if not body.strip():
             if skip_boilerplate_only:
@@ -381,6 +384,10 @@ def _ends(arrays: Sequence[npt.NDArray[Any]]) -> npt.NDArray[np.int64]:
     return np.cumsum([array.shape[0] for array in arrays], dtype=np.int64)
 
 
+def _nothing_learned(_wanted: Sequence[tuple[str, list[str]]]) -> set[tuple[str, str]]:
+    return set()
+
+
 def prepare(
     articles: Sequence[Article],
     params: Parameters,
@@ -405,15 +412,16 @@ def prepare(
         hasher = _HASHERS[params.num_perm, params.seed] = MinHasher(
             num_perm=params.num_perm, seed=params.seed
         )
-    learned_of: Callable[[str, list[str]], set[str]] = lambda _source, _keys: set()  # noqa: E731
+    learned_of: Callable[[Sequence[tuple[str, list[str]]]], set[tuple[str, str]]]
+    learned_of = _nothing_learned
     if store is not None:
         connection = _READERS.get(store)
         if connection is None:
             connection = _READERS[store] = open_read_only(store)
         minimum = params.learn_boilerplate_min_articles
 
-        def learned_of(source: str, keys: list[str]) -> set[str]:
-            return frequent_lines(connection, source, keys, minimum)
+        def learned_of(wanted: Sequence[tuple[str, list[str]]]) -> set[tuple[str, str]]:
+            return frequent_line_pairs(connection, wanted, minimum)
 
     prepared = _prepare_articles(
         articles, params, hasher, 0.0, learned_of, skip_boilerplate_only=True
@@ -702,8 +710,8 @@ class Engine:
         """The SQLite file of the engine's record (what :func:`prepare` may read)."""
         return self._store.path
 
-    def _learned_lines(self, source: str, keys: list[str]) -> set[str]:
-        return self._store.frequent_lines(source, keys, self.params.learn_boilerplate_min_articles)
+    def _learned_lines(self, wanted: Sequence[tuple[str, list[str]]]) -> set[tuple[str, str]]:
+        return self._store.frequent_lines_many(wanted, self.params.learn_boilerplate_min_articles)
 
     def _prepare_fresh(
         self,

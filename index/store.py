@@ -676,16 +676,7 @@ class Store:
         self, wanted: Sequence[tuple[str, Sequence[str]]], minimum: int
     ) -> set[tuple[str, str]]:
         """:meth:`frequent_lines` of many (source, keys) at once, as (source, key) pairs."""
-        pairs = {(source, key) for source, keys in wanted for key in keys}
-        return {
-            (source, key)
-            for source, key in self._select_in(
-                f"SELECT source, key FROM source_lines WHERE articles >= {int(minimum)} "
-                "AND key IN ({marks})",
-                (key for _source, key in pairs),
-            )
-            if (source, key) in pairs
-        }
+        return frequent_line_pairs(self.connection, wanted, minimum)
 
     def count_lines(self, source: str, keys: Iterable[str], delta: int = 1) -> None:
         self.connection.executemany(
@@ -721,6 +712,34 @@ def frequent_lines(
             (source, minimum, *unique),
         )
     }
+
+
+def frequent_line_pairs(
+    connection: sqlite3.Connection, wanted: Iterable[tuple[str, Iterable[str]]], minimum: int
+) -> set[tuple[str, str]]:
+    """:func:`frequent_lines` of many (source, keys) at once, as (source, key) pairs.
+
+    One query per source and 500 keys (the table's key is (source, key): a query for keys
+    of any source would read all of it).
+    """
+    by_source: dict[str, set[str]] = {}
+    for source, keys in wanted:
+        by_source.setdefault(source, set()).update(keys)
+    found: set[tuple[str, str]] = set()
+    for source, keys in by_source.items():
+        unique = sorted(keys)
+        for start in range(0, len(unique), 500):
+            part = unique[start : start + 500]
+            marks = ",".join("?" * len(part))
+            found.update(
+                (source, key)
+                for (key,) in connection.execute(
+                    "SELECT key FROM source_lines WHERE source = ? AND articles >= ? "
+                    f"AND key IN ({marks})",
+                    (source, minimum, *part),
+                )
+            )
+    return found
 
 
 def open_read_only(path: Path) -> sqlite3.Connection:

@@ -731,3 +731,27 @@ def test_reads_and_matches_do_not_wait_for_the_model(
         assert results and results[0].status == "new_story"
         # Embedded once, ahead of the decision, not again under the lock.
         assert gated.texts.count(gated.texts[-1]) == 1
+
+
+def test_learned_lines_asked_at_once_equal_those_asked_per_source(tmp_path: Path) -> None:
+    # prepare() and the engine ask for a whole batch's learned lines in a few queries.
+    from index.store import Store, frequent_line_pairs, frequent_lines
+
+    store = Store(tmp_path / "s.sqlite3", fingerprint="f", stored_fields={})
+    rng = random.Random(7)
+    sources = ["a", "b", "c"]
+    keys = [f"{number:016x}" for number in range(1_400)]
+    with store.transaction():
+        for source in sources:
+            for key in rng.sample(keys, 900):
+                store.count_lines(source, [key], delta=rng.randint(1, 5))
+    wanted = [(rng.choice(sources), rng.sample(keys, rng.randint(0, 700))) for _ in range(12)]
+    expected = {
+        (source, key)
+        for source, asked in wanted
+        for key in frequent_lines(store.connection, source, asked, 3)
+    }
+    assert frequent_line_pairs(store.connection, wanted, 3) == expected
+    assert store.frequent_lines_many(wanted, 3) == expected
+    assert len(expected) > 500
+    store.close()
