@@ -674,6 +674,22 @@ def _preparing_pool(options: DedupOptions) -> Iterator[ProcessPoolExecutor | Non
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+class _Balance:
+    """How many articles of each chunk the ingesting process prepares itself."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.own = 0
+        self._step = max(1, batch_size // 32)
+        self._most = batch_size // 2
+
+    def waited(self, waiting: bool) -> None:
+        """Record whether the ingesting process had to wait for a chunk's preparation."""
+        if waiting:
+            self.own = min(self._most, self.own + self._step)
+        else:
+            self.own = max(0, self.own - self._step)
+
+
 def _first_pass(
     batch: _Batch, reader: RecordReader, target: Path, pool: ProcessPoolExecutor | None
 ) -> None:
@@ -685,6 +701,10 @@ def _first_pass(
     with_bodies = options.mode != "dedup"
     # Chunks are parsed and handed to the workers this far ahead of the one ingested.
     ahead = 1 + (_worker_count(options) if pool is not None else 0)
+    # Articles at the end of each chunk that this process prepares itself rather than the
+    # workers: more while it waits for the workers, fewer while it keeps them waiting, so
+    # that neither side idles (the verdicts are the same whoever prepares an article).
+    balance = _Balance(options.batch_size or BATCH_SIZE)
     queue: deque[tuple[list[_Parsed], Future[Preparation] | None]] = deque()
     with (
         open_writer(
@@ -706,6 +726,7 @@ def _first_pass(
             preparation: Preparation | None = None
             if future is not None:
                 try:
+                    balance.waited(not future.done())
                     preparation = future.result()
                 except BrokenProcessPool:
                     logger.warning("a preparing worker died; preparing in this process")
@@ -725,6 +746,8 @@ def _first_pass(
                 parsed = batch.parse(chunk)
                 future: Future[Preparation] | None = None
                 articles = [item.article for item in parsed if item.article is not None]
+                if pool is not None and articles:
+                    articles = articles[: len(articles) - balance.own]
                 if pool is not None and articles:
                     try:
                         future = pool.submit(

@@ -26,6 +26,7 @@ from fastapi.testclient import TestClient
 
 from index.article import Article, parse_timestamp
 from index.engine import Engine
+from service import dedup as dedup_module
 from service.dedup import (
     EXIT_FAILED,
     EXIT_OK,
@@ -273,6 +274,27 @@ def test_worker_processes_do_not_change_the_output(
         outputs.append((target.read_bytes(), rejects, summary.statuses, summary.rejected))
     assert outputs[0] == outputs[1] == outputs[2]
     assert outputs[0][3] > 0
+
+
+def test_articles_the_ingesting_process_prepares_itself_change_no_output(
+    tmp_path: Path, articles: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While it waits for the workers, the ingesting process keeps the last articles of
+    # each chunk to prepare itself; here it always keeps as many as it may (half).
+    source = _bad_input(tmp_path, articles)
+    alone = tmp_path / "alone.jsonl"
+    deduplicate(options(source, alone, batch_size=8, workers=0))
+
+    def always_waited(balance: Any, waiting: bool) -> None:
+        balance.own = balance._most
+
+    monkeypatch.setattr(dedup_module._Balance, "waited", always_waited)
+    shared = tmp_path / "shared.jsonl"
+    deduplicate(options(source, shared, batch_size=8, workers=1))
+    assert shared.read_bytes() == alone.read_bytes()
+    assert (tmp_path / "shared.jsonl.rejects.jsonl").read_bytes() == (
+        tmp_path / "alone.jsonl.rejects.jsonl"
+    ).read_bytes()
 
 
 def test_a_run_sets_the_garbage_collector_back_as_it_found_it(
