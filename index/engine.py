@@ -72,7 +72,7 @@ from index.store import (
     VerdictRow,
     encode_embedding,
     encode_signature,
-    frequent_lines,
+    frequent_line_pairs,
     open_read_only,
 )
 from index.stories import (
@@ -144,6 +144,43 @@ class _Decision:
     embedding: Vector | None
 
 
+class _ChunkWrites:
+    """What a ``dedup`` mode batch writes, held in memory until its end (then one
+    ``executemany`` per table, in the same transaction).
+
+    Decisions inside the batch read earlier articles of the same batch from here and the
+    store's committed articles from SQLite: together what the store would hold had each
+    article been inserted at once. Rows are assigned as SQLite's AUTOINCREMENT would.
+    """
+
+    def __init__(self, store: Store, prepared: Sequence[_Prepared]) -> None:
+        self.first_row = self.next_row = store.next_article_row()
+        # The first stored article of each content hash in the batch (fewer queries).
+        self.stored_hashes = store.first_by_content_hashes(item.content_hash for item in prepared)
+        # Of the batch's own articles: first row of each content hash not stored before,
+        # and (original row, story row, shingles) by row.
+        self.hashes: dict[str, int] = {}
+        self.rows: dict[int, tuple[int | None, int, npt.NDArray[np.uint32]]] = {}
+        self.articles: list[tuple[Any, ...]] = []
+        self.stories: dict[int, StoryRow] = {}
+        self.lines: dict[tuple[str, str], int] = {}
+
+    def flush(self, store: Store) -> None:
+        store.insert_articles(self.articles)
+        store.save_stories(self.stories.values())
+        store.count_lines_many(
+            (source, key, count) for (source, key), count in sorted(self.lines.items())
+        )
+
+
+def _u4_bytes(values: npt.NDArray[np.uint32]) -> bytes:
+    """``values.astype("<u4").tobytes()``, without the copy where they are that already."""
+    return values.tobytes() if values.dtype == _U4 else values.astype(_U4).tobytes()
+
+
+_U4 = np.dtype("<u4")
+
+
 def story_id(row: int) -> str:
     """The public id of the story whose founding article has ``row``."""
     return f"s{row}"
@@ -178,20 +215,21 @@ def _prepare_articles(
     params: Parameters,
     hasher: MinHasher,
     now: float,
-    learned_of: Callable[[str, list[str]], set[str]],
+    learned_of: Callable[[Sequence[tuple[str, list[str]]]], set[tuple[str, str]]],
     *,
     skip_boilerplate_only: bool = False,
 ) -> list[_Prepared]:
     """Everything computed from ``articles`` before any decision.
 
-    Pure but for ``learned_of(source, line_keys)``: which of an article's lines its source
-    is known to repeat (removed as boilerplate).
+    Pure but for ``learned_of([(source, line_keys), ...])``: the (source, key) pairs of
+    the lines that their sources are known to repeat (removed as boilerplate), asked once
+    for all the articles.
 
     Raises:
         BoilerplateOnlyError: nothing is left of an article after cleaning (the first
             such), unless ``skip_boilerplate_only``: such articles are then left out.
     """
-    cleaned: list[tuple[Article, str, list[str], list[str]]] = []
+    split: list[tuple[Article, textlib.Lines, list[str]]] = []
     for article in articles:
         raw = article.text
         title = article.title
@@ -207,12 +245,15 @@ def _prepare_articles(
                 language=article.language,
                 published_at=article.published_at,
             )
-        keys: list[str] = []
-        learned: set[str] = set()
-        if article.source:
-            keys = textlib.learnable_line_keys(raw)
-            learned = learned_of(article.source, keys)
-        body = textlib.clean(raw, learned=learned).body
+        lines = textlib.split_lines(raw)
+        split.append((article, lines, textlib.learnable_keys_of(lines) if article.source else []))
+    wanted = [(article.source, keys) for article, _lines, keys in split if article.source and keys]
+    frequent = learned_of(wanted) if wanted else set()
+    cleaned: list[tuple[Article, str, list[str], list[str]]] = []
+    for article, lines, keys in split:
+        source = article.source
+        learned = {key for key in keys if (source, key) in frequent} if frequent else set()
+        body = textlib.clean_lines(lines, learned=learned).body
         if not body.strip():
             if skip_boilerplate_only:
                 continue
@@ -344,6 +385,10 @@ def _ends(arrays: Sequence[npt.NDArray[Any]]) -> npt.NDArray[np.int64]:
     return np.cumsum([array.shape[0] for array in arrays], dtype=np.int64)
 
 
+def _nothing_learned(_wanted: Sequence[tuple[str, list[str]]]) -> set[tuple[str, str]]:
+    return set()
+
+
 def prepare(
     articles: Sequence[Article],
     params: Parameters,
@@ -368,15 +413,16 @@ def prepare(
         hasher = _HASHERS[params.num_perm, params.seed] = MinHasher(
             num_perm=params.num_perm, seed=params.seed
         )
-    learned_of: Callable[[str, list[str]], set[str]] = lambda _source, _keys: set()  # noqa: E731
+    learned_of: Callable[[Sequence[tuple[str, list[str]]]], set[tuple[str, str]]]
+    learned_of = _nothing_learned
     if store is not None:
         connection = _READERS.get(store)
         if connection is None:
             connection = _READERS[store] = open_read_only(store)
         minimum = params.learn_boilerplate_min_articles
 
-        def learned_of(source: str, keys: list[str]) -> set[str]:
-            return frequent_lines(connection, source, keys, minimum)
+        def learned_of(wanted: Sequence[tuple[str, list[str]]]) -> set[tuple[str, str]]:
+            return frequent_line_pairs(connection, wanted, minimum)
 
     prepared = _prepare_articles(
         articles, params, hasher, 0.0, learned_of, skip_boilerplate_only=True
@@ -665,8 +711,8 @@ class Engine:
         """The SQLite file of the engine's record (what :func:`prepare` may read)."""
         return self._store.path
 
-    def _learned_lines(self, source: str, keys: list[str]) -> set[str]:
-        return self._store.frequent_lines(source, keys, self.params.learn_boilerplate_min_articles)
+    def _learned_lines(self, wanted: Sequence[tuple[str, list[str]]]) -> set[tuple[str, str]]:
+        return self._store.frequent_lines_many(wanted, self.params.learn_boilerplate_min_articles)
 
     def _prepare_fresh(
         self,
@@ -908,6 +954,180 @@ class Engine:
             store.count_lines(article.source, prepared.line_keys)
         return row
 
+    def _decide_and_commit_chunk(
+        self, prepared: Sequence[_Prepared], applied: list[tuple[int, _Prepared, _Decision]]
+    ) -> None:
+        """:meth:`_decide`, :meth:`_commit` and :meth:`_apply_to_indexes` of each article of a
+        ``dedup`` mode batch, its writes held in memory and made at the end (one statement
+        per table instead of several per article); the rows, stories and line counts stored
+        are those the article-by-article path stores."""
+        assert self._embedder is None
+        if not prepared:
+            return
+        store = self._store
+        writes = _ChunkWrites(store, prepared)
+        rows = np.arange(writes.first_row, writes.first_row + len(prepared), dtype=np.int64)
+        # Each article's LSH candidates as the index would give them had the batch's
+        # earlier articles been inserted one at a time (they are all inserted now).
+        candidates = self._lsh.query_then_insert_many(
+            rows, np.stack([item.signature for item in prepared])
+        )
+        done = 0
+        try:
+            decided: list[tuple[int, _Prepared, _Decision]] = []
+            for row, item, found in zip(rows.tolist(), prepared, candidates, strict=True):
+                decision = self._decide_in_chunk(item, writes, found)
+                committed = self._commit_in_chunk(item, decision, writes)
+                assert committed == row, "rows are assigned in order"
+                decided.append((row, item, decision))
+            writes.flush(store)
+            for row, item, decision in decided:
+                if decision.original_row is None:
+                    self._frequencies.add(item.terms)
+                applied.append((row, item, decision))
+                done += 1
+        except BaseException:
+            # The applied ones are taken out of the indexes by the caller.
+            for row in rows[done:].tolist():
+                self._lsh.remove(row)
+            raise
+
+    def _decide_in_chunk(
+        self, prepared: _Prepared, writes: _ChunkWrites, candidates: npt.NDArray[np.int64]
+    ) -> _Decision:
+        """:meth:`_decide` without an embedder, reading the batch's writes too;
+        ``candidates``: what the LSH index answers for the article."""
+        exact = writes.stored_hashes.get(prepared.content_hash)
+        if exact is None:
+            row = writes.hashes.get(prepared.content_hash)
+            if row is not None:
+                exact = (row, *writes.rows[row][:2])
+        if exact is not None:
+            row, original_row, story_row = exact
+            if original_row is not None and original_row != row:
+                story_row = self._story_row_in_chunk(original_row, writes)
+            else:
+                original_row = row
+            return _Decision("exact_duplicate", story_row, original_row, 1.0, None, None)
+        copy = self._find_copy_in_chunk(prepared, writes, candidates)
+        if copy is not None:
+            original_row, story_row, similarity = copy
+            return _Decision(
+                "near_duplicate", story_row, original_row, round(similarity, 6), None, None
+            )
+        return _Decision("new_story", None, None, None, None, None)
+
+    def _story_row_in_chunk(self, row: int, writes: _ChunkWrites) -> int:
+        pending = writes.rows.get(row)
+        if pending is not None:
+            return pending[1]
+        found = self._store.copy_original(row)
+        assert found is not None, "a copy's original is not stored"
+        return found[0]
+
+    def _find_copy_in_chunk(
+        self, prepared: _Prepared, writes: _ChunkWrites, candidates: npt.NDArray[np.int64]
+    ) -> tuple[int, int, float] | None:
+        """:meth:`_find_copy` reading the batch's writes too, given the LSH ``candidates``:
+        (original row, its story row, Jaccard similarity to it)."""
+        if prepared.shingles.size < self.params.min_shingles or candidates.size == 0:
+            return None
+        first_row = writes.first_row
+        found_rows = candidates.tolist()
+        stored = [row for row in found_rows if row < first_row]
+        candidate_rows = self._store.copy_candidates(stored) if stored else {}
+        for row in found_rows:
+            if row >= first_row:
+                original_row, _story_row, shingles = writes.rows[row]
+                candidate_rows[row] = (original_row, shingles)
+        best: tuple[float, float, int] | None = None
+        for row, (original, shingles) in candidate_rows.items():
+            copy, similarity, contained = self._is_copy(prepared.shingles, shingles)
+            if copy:
+                group = original if original is not None else row
+                key = (similarity, contained, -group)
+                if best is None or key > best:
+                    best = key
+        if best is None:
+            return None
+        group = -best[2]
+        pending = writes.rows.get(group)
+        if pending is not None:
+            story_row, shingles = pending[1], pending[2]
+        else:
+            found = self._store.copy_original(group)
+            if found is None:
+                return None
+            story_row, shingles = found
+        return group, story_row, jaccard(prepared.shingles, shingles)
+
+    def _commit_in_chunk(
+        self, prepared: _Prepared, decision: _Decision, writes: _ChunkWrites
+    ) -> int:
+        """:meth:`_commit` without an embedder, into the batch's writes; returns the row."""
+        article = prepared.article
+        row = writes.next_row
+        writes.next_row += 1
+        story_row = decision.story_row if decision.story_row is not None else row
+        writes.articles.append(
+            (
+                row,
+                article.id,
+                article.text,
+                article.title,
+                article.url,
+                article.source,
+                prepared.language,
+                prepared.published_at,
+                prepared.received_at,
+                prepared.text_hash,
+                prepared.content_hash,
+                _u4_bytes(prepared.shingles),
+                encode_signature(prepared.signature),
+                _u4_bytes(prepared.terms),
+                None,  # embedding
+                story_row,
+                decision.original_row,
+                decision.status,
+                decision.duplicate_similarity,
+                decision.story_similarity,
+                None,  # evidence: read only for articles with a vector
+            )
+        )
+        writes.rows[row] = (decision.original_row, story_row, prepared.shingles)
+        if prepared.content_hash not in writes.stored_hashes:
+            writes.hashes.setdefault(prepared.content_hash, row)
+        if decision.story_row is None:
+            writes.stories[row] = StoryRow(
+                row=row,
+                canonical_row=row,
+                canonical_score=1.0,
+                size=1,
+                vectors=0,
+                centroid=None,
+                first_published_at=prepared.published_at,
+                last_published_at=prepared.published_at,
+                updated_at=prepared.received_at,
+            )
+        else:
+            # Without an embedder only copies join a story, and a copy never moves the
+            # canonical (see _commit).
+            assert decision.original_row is not None, "a new article joined a story"
+            story = writes.stories.get(story_row)
+            if story is None:
+                story = self._store.story(story_row)
+                assert story is not None, "a decision named a story that is not stored"
+                writes.stories[story_row] = story
+            story.size += 1
+            story.first_published_at = min(story.first_published_at, prepared.published_at)
+            story.last_published_at = max(story.last_published_at, prepared.published_at)
+            story.updated_at = prepared.received_at
+        if article.source and prepared.line_keys:
+            lines = writes.lines
+            for key in set(prepared.line_keys):
+                lines[article.source, key] = lines.get((article.source, key), 0) + 1
+        return row
+
     def _update_canonical(
         self, story: StoryRow, row: int, embedding: Vector | None, published_at: float
     ) -> None:
@@ -1035,13 +1255,13 @@ class Engine:
         return self._ingest_many(articles, preparation, self._brief_verdicts)
 
     def _brief_verdicts(self, rows: Sequence[VerdictRow]) -> list[BriefVerdict]:
-        stories = self._store.stories(row.story_row for row in rows)
-        missing = next((row for row in rows if row.story_row not in stories), None)
+        canonicals = self._store.story_canonicals(row.story_row for row in rows)
+        missing = next((row for row in rows if row.story_row not in canonicals), None)
         if missing is not None:
             raise StoryNotFoundError(story_id(missing.story_row))
         names = self._store.article_ids(
             [row.original_row for row in rows if row.original_row is not None]
-            + [story.canonical_row for story in stories.values()]
+            + list(canonicals.values())
         )
         return [
             BriefVerdict(
@@ -1049,7 +1269,7 @@ class Engine:
                 row.status,
                 None if row.original_row is None else names.get(row.original_row),
                 story_id(row.story_row),
-                names[stories[row.story_row].canonical_row],
+                names[canonicals[row.story_row]],
             )
             for row in rows
         ]
@@ -1093,14 +1313,19 @@ class Engine:
             applied: list[tuple[int, _Prepared, _Decision]] = []
             try:
                 with self._store.transaction():
-                    for item in prepared:
-                        decision = self._decide(item, embeddings.get(item.article.id))
-                        row = self._commit(item, decision)
-                        # Later articles of the batch must see this one (copies and stories
-                        # inside one batch), so the indexes follow each article at once and
-                        # are rolled back below if the transaction does not commit.
-                        self._apply_to_indexes(row, item, decision)
-                        applied.append((row, item, decision))
+                    if self._embedder is None:
+                        # Dedup mode: the writes are held until the batch's end.
+                        self._decide_and_commit_chunk(prepared, applied)
+                    else:
+                        for item in prepared:
+                            decision = self._decide(item, embeddings.get(item.article.id))
+                            row = self._commit(item, decision)
+                            # Later articles of the batch must see this one (copies and
+                            # stories inside one batch), so the indexes follow each article
+                            # at once and are rolled back below if the transaction does
+                            # not commit.
+                            self._apply_to_indexes(row, item, decision)
+                            applied.append((row, item, decision))
             except BaseException:
                 for row, item, decision in reversed(applied):
                     self._unapply_from_indexes(row, item, decision)
@@ -1108,7 +1333,25 @@ class Engine:
             self._since_snapshot += len(applied)
             if self._since_snapshot >= self._snapshot_every:
                 self.snapshot()
-            rows = self._store.verdict_rows_by_id(seen)
+            # What was stored just now is known; only the articles stored before are read.
+            rows = {
+                item.article.id: VerdictRow(
+                    row,
+                    item.article.id,
+                    decision.status,
+                    row if decision.story_row is None else decision.story_row,
+                    decision.original_row,
+                    decision.duplicate_similarity,
+                    decision.story_similarity,
+                )
+                for row, item, decision in applied
+            }
+            if len(rows) < len(seen):
+                rows.update(
+                    self._store.verdict_rows_by_id(
+                        article_id for article_id in seen if article_id not in rows
+                    )
+                )
             return verdicts_of([rows[article.id] for article in articles])
 
     def _fresh(self, articles: Sequence[Article]) -> tuple[dict[str, str], list[Article]]:

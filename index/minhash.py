@@ -167,6 +167,56 @@ def _probe_buffer(buffer: U32, first_slot: int, query: U32, alive: npt.NDArray[n
 
 
 @_native
+def _probe_run_many(
+    hashes: U32, slots: U32, queries: U32, alive: npt.NDArray[np.bool_]
+) -> tuple[I64, I64]:
+    """:func:`_probe_run` of each row of ``queries``: (query index, slot) pairs."""
+    count = 0
+    which = np.empty(16, dtype=np.int64)
+    found = np.empty(16, dtype=np.int64)
+    for q in range(queries.shape[0]):
+        hits = _probe_run(hashes, slots, queries[q], alive)
+        if count + hits.shape[0] > found.shape[0]:
+            grown = max(2 * found.shape[0], count + hits.shape[0])
+            which = np.concatenate((which, np.empty(grown - which.shape[0], dtype=np.int64)))
+            found = np.concatenate((found, np.empty(grown - found.shape[0], dtype=np.int64)))
+        for hit in hits:
+            which[count] = q
+            found[count] = hit
+            count += 1
+    return which[:count], found[:count]
+
+
+@_native
+def _earlier_sharing_a_band(band_hashes: U32, first: int) -> tuple[I64, I64]:
+    """(i, j) for every i >= ``first`` and j < i whose band hashes share a band with row
+    i's (a pair once for each band shared)."""
+    count = 0
+    rows = np.empty(16, dtype=np.int64)
+    earlier = np.empty(16, dtype=np.int64)
+    for band in range(band_hashes.shape[1]):
+        column = band_hashes[:, band].copy()
+        order = np.argsort(column, kind="mergesort")  # stable: equal hashes by row
+        start = 0
+        while start < order.shape[0]:
+            end = start + 1
+            while end < order.shape[0] and column[order[end]] == column[order[start]]:
+                end += 1
+            for a in range(start + 1, end):
+                if order[a] < first:
+                    continue
+                for b in range(start, a):
+                    if count == rows.shape[0]:
+                        rows = np.concatenate((rows, np.empty(count, dtype=np.int64)))
+                        earlier = np.concatenate((earlier, np.empty(count, dtype=np.int64)))
+                    rows[count] = order[a]
+                    earlier[count] = order[b]
+                    count += 1
+            start = end
+    return rows[:count], earlier[:count]
+
+
+@_native
 def _merge_rows(
     left_values: npt.NDArray[Any],
     left_slots: U32,
@@ -628,6 +678,69 @@ class LSHIndex:
         if not found:  # most queries: no candidate at all
             return np.empty(0, dtype=np.int64)
         return np.unique(self._keys[np.concatenate(found)])
+
+    def query_then_insert_many(
+        self, keys: npt.NDArray[np.int64], signatures: npt.NDArray[np.uint64]
+    ) -> list[I64]:
+        """Query each signature, then insert it under its key, in order, in a few calls.
+
+        Equals ``[(self.query(s), self.insert(k, s))[0] for k, s in zip(keys, signatures)]``:
+        each result holds the stored keys and the keys of the signatures before it that
+        share a band with it. Keys above every stored one, increasing (an engine's new
+        rows), are done at once; others one at a time.
+
+        Raises:
+            ParameterError: the shapes do not match.
+        """
+        keys = np.asarray(keys, dtype=np.int64)
+        signatures = np.asarray(signatures, dtype=np.uint64)
+        if keys.ndim != 1 or signatures.shape != (keys.shape[0], self.num_perm):
+            raise ParameterError(
+                f"expected keys (n,) and signatures (n, {self.num_perm}), got "
+                f"{keys.shape} and {signatures.shape}"
+            )
+        count = keys.shape[0]
+        if count == 0:
+            return []
+        if (self._max_key is not None and int(keys[0]) <= self._max_key) or (
+            count > 1 and not bool(np.all(keys[1:] > keys[:-1]))
+        ):
+            results: list[I64] = []
+            for key, signature in zip(keys, signatures, strict=True):
+                results.append(self.query(signature))
+                self.insert(int(key), signature)
+            return results
+        band_hashes = _band_kernel(np.ascontiguousarray(signatures), self.bands, self.rows)
+        alive = self._alive
+        which: list[I64] = []
+        found: list[I64] = []
+        for run in self._runs:
+            run_which, slots = _probe_run_many(run.hashes, run.slots, band_hashes, alive)
+            which.append(run_which)
+            found.append(self._keys[slots])
+        # The buffered rows and the new ones: pairs of equal band hashes (sorted per band).
+        buffered = self._slots_used - self._buffer_first
+        later, earlier = _earlier_sharing_a_band(
+            np.concatenate((self._buffer[:buffered], band_hashes)), buffered
+        )
+        in_buffer = earlier < buffered
+        slots = self._buffer_first + earlier[in_buffer]
+        live = alive[slots]
+        which.append(later[in_buffer][live] - buffered)
+        found.append(self._keys[slots[live]])
+        which.append(later[~in_buffer] - buffered)
+        found.append(keys[earlier[~in_buffer] - buffered])
+        self._append(keys, band_hashes)
+        all_which = np.concatenate(which)
+        all_found = np.concatenate(found)
+        order = np.lexsort((all_found, all_which))
+        all_which, all_found = all_which[order], all_found[order]
+        if all_which.size > 1:
+            distinct = np.ones(all_which.size, dtype=np.bool_)
+            distinct[1:] = (all_which[1:] != all_which[:-1]) | (all_found[1:] != all_found[:-1])
+            all_which, all_found = all_which[distinct], all_found[distinct]
+        bounds = np.searchsorted(all_which, np.arange(count + 1)).tolist()
+        return [all_found[bounds[i] : bounds[i + 1]] for i in range(count)]
 
     def save(self, path: Path, *, fingerprint: str) -> None:
         """Write a snapshot atomically (a temporary file, then ``os.replace``).

@@ -164,7 +164,10 @@ _STORY_COLUMNS = (
 
 def encode_signature(signature: npt.NDArray[np.uint64]) -> bytes:
     """MinHash values fit in 32 bits (datasketch masks them so): store them as uint32."""
-    return signature.astype("<u4").tobytes()
+    return signature.astype(_U4).tobytes()
+
+
+_U4 = np.dtype("<u4")
 
 
 def decode_signature(blob: bytes) -> npt.NDArray[np.uint64]:
@@ -477,6 +480,44 @@ class Store:
             self.update_article(row, story_row=row)
         return row
 
+    def next_article_row(self) -> int:
+        """The row :meth:`insert_article` would give the next article (AUTOINCREMENT's rule:
+        one more than the largest row ever assigned)."""
+        seq, _deletions = self.generation()
+        found = self.connection.execute("SELECT MAX(row) FROM articles").fetchone()
+        return max(seq, int(found[0] or 0)) + 1
+
+    def insert_articles(self, values: Sequence[Sequence[Any]]) -> None:
+        """Insert articles whose rows are given: tuples of every column of
+        :data:`_ARTICLE_COLUMNS` in its order (``row`` first, blobs encoded)."""
+        marks = ",".join("?" * len(_ARTICLE_COLUMNS.split(",")))
+        self.connection.executemany(
+            f"INSERT INTO articles ({_ARTICLE_COLUMNS}) VALUES ({marks})", values
+        )
+
+    def first_by_content_hashes(
+        self, content_hashes: Iterable[str]
+    ) -> dict[str, tuple[int, int | None, int]]:
+        """(row, original row, story row) of the first stored article of each content hash
+        (what :meth:`first_by_content_hash` reads for an exact-copy check), by hash."""
+        first: dict[str, tuple[int, int | None, int]] = {}
+        for content_hash, row, original_row, story_row in self._select_in(
+            "SELECT content_hash, row, original_row, story_row FROM articles "
+            "WHERE content_hash IN ({marks})",
+            content_hashes,
+        ):
+            found = first.get(content_hash)
+            if found is None or row < found[0]:
+                first[content_hash] = (row, original_row, story_row)
+        return first
+
+    def copy_original(self, row: int) -> tuple[int, npt.NDArray[np.uint32]] | None:
+        """(story row, shingles) of an article: what a near-copy verdict reads of its original."""
+        found = self.connection.execute(
+            "SELECT story_row, shingles FROM articles WHERE row = ?", (row,)
+        ).fetchone()
+        return None if found is None else (int(found[0]), _u32(found[1]))
+
     def update_article(self, row: int, **values: Any) -> None:
         assignments = ", ".join(f"{name} = ?" for name in values)
         self.connection.execute(
@@ -563,6 +604,15 @@ class Store:
             )
         }
 
+    def story_canonicals(self, rows: Iterable[int]) -> dict[int, int]:
+        """The canonical row of each of the stories ``rows`` that is stored, by story row."""
+        return {
+            int(row): int(canonical_row)
+            for row, canonical_row in self._select_in(
+                "SELECT row, canonical_row FROM stories WHERE row IN ({marks})", rows
+            )
+        }
+
     def save_story(self, story: StoryRow) -> None:
         centroid = None if story.centroid is None else story.centroid.astype("<f4").tobytes()
         self.connection.execute(
@@ -578,6 +628,26 @@ class Store:
                 story.last_published_at,
                 story.updated_at,
             ),
+        )
+
+    def save_stories(self, stories: Iterable[StoryRow]) -> None:
+        """:meth:`save_story` of many stories in one statement."""
+        self.connection.executemany(
+            f"INSERT OR REPLACE INTO stories ({_STORY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    story.row,
+                    story.canonical_row,
+                    story.canonical_score,
+                    story.size,
+                    story.vectors,
+                    None if story.centroid is None else story.centroid.astype("<f4").tobytes(),
+                    story.first_published_at,
+                    story.last_published_at,
+                    story.updated_at,
+                )
+                for story in stories
+            ],
         )
 
     def delete_story(self, row: int) -> None:
@@ -606,22 +676,21 @@ class Store:
         self, wanted: Sequence[tuple[str, Sequence[str]]], minimum: int
     ) -> set[tuple[str, str]]:
         """:meth:`frequent_lines` of many (source, keys) at once, as (source, key) pairs."""
-        pairs = {(source, key) for source, keys in wanted for key in keys}
-        return {
-            (source, key)
-            for source, key in self._select_in(
-                f"SELECT source, key FROM source_lines WHERE articles >= {int(minimum)} "
-                "AND key IN ({marks})",
-                (key for _source, key in pairs),
-            )
-            if (source, key) in pairs
-        }
+        return frequent_line_pairs(self.connection, wanted, minimum)
 
     def count_lines(self, source: str, keys: Iterable[str], delta: int = 1) -> None:
         self.connection.executemany(
             "INSERT INTO source_lines (source, key, articles) VALUES (?, ?, ?) "
             "ON CONFLICT (source, key) DO UPDATE SET articles = articles + excluded.articles",
             [(source, key, delta) for key in sorted(set(keys))],
+        )
+
+    def count_lines_many(self, counts: Iterable[tuple[str, str, int]]) -> None:
+        """:meth:`count_lines` of many (source, key, articles) at once."""
+        self.connection.executemany(
+            "INSERT INTO source_lines (source, key, articles) VALUES (?, ?, ?) "
+            "ON CONFLICT (source, key) DO UPDATE SET articles = articles + excluded.articles",
+            counts,
         )
 
 
@@ -643,6 +712,34 @@ def frequent_lines(
             (source, minimum, *unique),
         )
     }
+
+
+def frequent_line_pairs(
+    connection: sqlite3.Connection, wanted: Iterable[tuple[str, Iterable[str]]], minimum: int
+) -> set[tuple[str, str]]:
+    """:func:`frequent_lines` of many (source, keys) at once, as (source, key) pairs.
+
+    One query per source and 500 keys (the table's key is (source, key): a query for keys
+    of any source would read all of it).
+    """
+    by_source: dict[str, set[str]] = {}
+    for source, keys in wanted:
+        by_source.setdefault(source, set()).update(keys)
+    found: set[tuple[str, str]] = set()
+    for source, keys in by_source.items():
+        unique = sorted(keys)
+        for start in range(0, len(unique), 500):
+            part = unique[start : start + 500]
+            marks = ",".join("?" * len(part))
+            found.update(
+                (source, key)
+                for (key,) in connection.execute(
+                    "SELECT key FROM source_lines WHERE source = ? AND articles >= ? "
+                    f"AND key IN ({marks})",
+                    (source, minimum, *part),
+                )
+            )
+    return found
 
 
 def open_read_only(path: Path) -> sqlite3.Connection:

@@ -1222,17 +1222,54 @@ def clean(text: str, *, learned: Collection[str] = ()) -> CleanText:
         The kept and the removed lines. ``body`` is empty when the text was only
         boilerplate; rejecting such an article is the caller's decision.
     """
+    return clean_lines(split_lines(text), learned=learned)
+
+
+@dataclass(frozen=True)
+class Lines:
+    """A text split for :func:`clean_lines` (HTML extracted first).
+
+    Attributes:
+        lines: its non-empty lines, surrounding whitespace trimmed.
+        normal_forms: :func:`normalize` of each line of at most :data:`SHORT_LINE_CHARS`
+            characters, in order.
+    """
+
+    lines: list[str]
+    normal_forms: list[str]
+
+
+def split_lines(text: str) -> Lines:
+    """What :func:`clean` and :func:`learnable_lines` read of a text, computed once."""
     if looks_like_html(text):
         text, _title = extract_html(text)
+    stripped = [line for line in (raw.strip() for raw in text.splitlines()) if line]
+    # The normal forms of the short lines, folded in one call for the whole text.
+    short = [line for line in stripped if len(line) <= SHORT_LINE_CHARS]
+    return Lines(stripped, _normalize_many(short))
+
+
+def learnable_keys_of(lines: Lines) -> list[str]:
+    """:func:`learnable_line_keys` of the text that ``lines`` were split from."""
+    seen: set[str] = set()
+    keys: list[str] = []
+    short = (line for line in lines.lines if len(line) <= SHORT_LINE_CHARS)
+    for line, normalized in zip(short, lines.normal_forms, strict=True):
+        if len(line) <= LEARNABLE_MAX_CHARS and normalized and normalized not in seen:
+            seen.add(normalized)
+            keys.append(_key_of_normalized(normalized))
+    return keys
+
+
+def clean_lines(split: Lines, *, learned: Collection[str] = ()) -> CleanText:
+    """:func:`clean` of the text that ``split`` (:func:`split_lines`) was made from."""
     learned_keys: Collection[str] = (
         learned if isinstance(learned, (set, frozenset, dict)) else frozenset(learned)
     )
-    stripped = [line for line in (raw.strip() for raw in text.splitlines()) if line]
-    # Every line's match form, and the normal form of the short ones, folded in one call
-    # each for the whole text rather than one per line.
+    stripped = split.lines
+    # Every line's match form, folded in one call for the whole text.
     folded = _match_forms([_probe(line) for line in stripped])
-    short = [line for line in stripped if len(line) <= SHORT_LINE_CHARS]
-    normal_forms = iter(_normalize_many(short))
+    normal_forms = iter(split.normal_forms)
     lines = [
         _classify(
             line,
@@ -1271,7 +1308,8 @@ def clean(text: str, *, learned: Collection[str] = ()) -> CleanText:
     # Walls and inline promos change a kept line's text; what they take is listed as removed.
     texts = [line.text for line in lines]
     taken: dict[int, list[str]] = {}
-    if _holds_any(text, _WALL_LITERALS):
+    whole = "\n".join(stripped)
+    if _holds_any(whole, _WALL_LITERALS):
         for index, line in enumerate(lines):
             if reasons[index] is None and (start := _wall_start(line.text)) is not None:
                 if line.text[:start].strip():
@@ -1279,7 +1317,7 @@ def clean(text: str, *, learned: Collection[str] = ()) -> CleanText:
                     taken[index] = [line.text[start:]]
                 else:
                     reasons[index] = "wall"
-    if _holds_any(text, _INLINE_LITERALS):
+    if _holds_any(whole, _INLINE_LITERALS):
         for index in range(len(lines)):
             if reasons[index] is None:
                 kept_text, spans = _without_inline_promos(texts[index])

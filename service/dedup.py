@@ -37,6 +37,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import multiprocessing
 import os
@@ -536,6 +537,7 @@ def deduplicate(options: DedupOptions, settings: Settings | None = None) -> Summ
     final = _beside(output, ".partial")
     first = _beside(output, ".pass1.partial") if options.mode == "stories" else final
     with ExitStack() as stack:
+        stack.enter_context(_fewer_collections())
         reader = stack.enter_context(open_reader(options.input))
         if options.store is None:
             store = Path(
@@ -567,6 +569,33 @@ def deduplicate(options: DedupOptions, settings: Settings | None = None) -> Summ
         summary.already_stored = accepted - (engine.counts()["articles"] - stored_before)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """The cyclic garbage collector set for a batch run, and set back afterwards.
+
+    A run allocates millions of short-lived objects (records, articles, rows) and makes
+    few reference cycles. With the default thresholds the collector ran ~890 times on
+    SaudiNewsNet, six of them full collections over every object the imports made (numba's
+    above all): 0.78 s of the ingesting process. The objects alive at the start are moved
+    out of its sight (:func:`gc.freeze`; forked workers inherit that) and the youngest
+    generation is collected after 10,000 allocations instead of 700.
+    """
+    threshold = gc.get_threshold()
+    freeze = gc.get_freeze_count() == 0  # a caller's own frozen objects are left alone
+    if freeze:
+        gc.freeze()
+    gc.set_threshold(max(threshold[0], _GC_YOUNGEST), *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        if freeze:
+            gc.unfreeze()
+
+
+_GC_YOUNGEST = 10_000
 
 
 @contextmanager
@@ -645,6 +674,22 @@ def _preparing_pool(options: DedupOptions) -> Iterator[ProcessPoolExecutor | Non
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+class _Balance:
+    """How many articles of each chunk the ingesting process prepares itself."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.own = 0
+        self._step = max(1, batch_size // 32)
+        self._most = batch_size // 2
+
+    def waited(self, waiting: bool) -> None:
+        """Record whether the ingesting process had to wait for a chunk's preparation."""
+        if waiting:
+            self.own = min(self._most, self.own + self._step)
+        else:
+            self.own = max(0, self.own - self._step)
+
+
 def _first_pass(
     batch: _Batch, reader: RecordReader, target: Path, pool: ProcessPoolExecutor | None
 ) -> None:
@@ -656,6 +701,10 @@ def _first_pass(
     with_bodies = options.mode != "dedup"
     # Chunks are parsed and handed to the workers this far ahead of the one ingested.
     ahead = 1 + (_worker_count(options) if pool is not None else 0)
+    # Articles at the end of each chunk that this process prepares itself rather than the
+    # workers: more while it waits for the workers, fewer while it keeps them waiting, so
+    # that neither side idles (the verdicts are the same whoever prepares an article).
+    balance = _Balance(options.batch_size or BATCH_SIZE)
     queue: deque[tuple[list[_Parsed], Future[Preparation] | None]] = deque()
     with (
         open_writer(
@@ -677,6 +726,7 @@ def _first_pass(
             preparation: Preparation | None = None
             if future is not None:
                 try:
+                    balance.waited(not future.done())
                     preparation = future.result()
                 except BrokenProcessPool:
                     logger.warning("a preparing worker died; preparing in this process")
@@ -696,6 +746,8 @@ def _first_pass(
                 parsed = batch.parse(chunk)
                 future: Future[Preparation] | None = None
                 articles = [item.article for item in parsed if item.article is not None]
+                if pool is not None and articles:
+                    articles = articles[: len(articles) - balance.own]
                 if pool is not None and articles:
                     try:
                         future = pool.submit(

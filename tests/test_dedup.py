@@ -5,6 +5,7 @@ killed run, and batch verdicts equal to the service's for the same articles in t
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import os
 import random
@@ -25,6 +26,7 @@ from fastapi.testclient import TestClient
 
 from index.article import Article, parse_timestamp
 from index.engine import Engine
+from service import dedup as dedup_module
 from service.dedup import (
     EXIT_FAILED,
     EXIT_OK,
@@ -37,7 +39,7 @@ from service.dedup import (
     main,
     run,
 )
-from service.records import BadRecord, open_reader, open_writer
+from service.records import BadRecord, InputUnreadableError, open_reader, open_writer
 from service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -272,6 +274,42 @@ def test_worker_processes_do_not_change_the_output(
         outputs.append((target.read_bytes(), rejects, summary.statuses, summary.rejected))
     assert outputs[0] == outputs[1] == outputs[2]
     assert outputs[0][3] > 0
+
+
+def test_articles_the_ingesting_process_prepares_itself_change_no_output(
+    tmp_path: Path, articles: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While it waits for the workers, the ingesting process keeps the last articles of
+    # each chunk to prepare itself; here it always keeps as many as it may (half).
+    source = _bad_input(tmp_path, articles)
+    alone = tmp_path / "alone.jsonl"
+    deduplicate(options(source, alone, batch_size=8, workers=0))
+
+    def always_waited(balance: Any, waiting: bool) -> None:
+        balance.own = balance._most
+
+    monkeypatch.setattr(dedup_module._Balance, "waited", always_waited)
+    shared = tmp_path / "shared.jsonl"
+    deduplicate(options(source, shared, batch_size=8, workers=1))
+    assert shared.read_bytes() == alone.read_bytes()
+    assert (tmp_path / "shared.jsonl.rejects.jsonl").read_bytes() == (
+        tmp_path / "alone.jsonl.rejects.jsonl"
+    ).read_bytes()
+
+
+def test_a_run_sets_the_garbage_collector_back_as_it_found_it(
+    tmp_path: Path, articles: list[dict[str, Any]]
+) -> None:
+    # A run freezes what is alive and collects less often; a caller's process must not
+    # keep that, nor when the run fails.
+    source = write(tmp_path / "in.jsonl", articles)
+    threshold = gc.get_threshold()
+    frozen = gc.get_freeze_count()
+    deduplicate(options(source, tmp_path / "out.jsonl", workers=0))
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (threshold, frozen)
+    with pytest.raises(InputUnreadableError):
+        deduplicate(options(tmp_path / "missing.jsonl", tmp_path / "out2.jsonl", workers=0))
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (threshold, frozen)
 
 
 def test_workers_start_afresh_when_another_thread_runs(

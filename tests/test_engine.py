@@ -256,6 +256,119 @@ def test_batch_equals_one_at_a_time(tmp_path: Path) -> None:
     ]
 
 
+def _store_contents(data_dir: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every table of an engine's store, but for the times of arrival."""
+    connection = sqlite3.connect(data_dir / "samestory.sqlite3")
+    try:
+        contents: dict[str, list[tuple[object, ...]]] = {}
+        for table, order in (
+            ("articles", "row"),
+            ("stories", "row"),
+            ("source_lines", "source, key"),
+            ("sqlite_sequence", "name"),
+        ):
+            columns = [
+                found[1]
+                for found in connection.execute(f"PRAGMA table_info({table})")
+                if found[1] not in ("received_at", "updated_at")
+            ]
+            contents[table] = connection.execute(
+                f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}"
+            ).fetchall()
+        return contents
+    finally:
+        connection.close()
+
+
+def test_a_dedup_batch_stores_what_one_article_at_a_time_stores(tmp_path: Path) -> None:
+    # A dedup-mode batch holds its writes until its end: its later articles must be decided
+    # against its earlier ones (exact and near copies, copies of copies) as against stored
+    # ones, and the rows, stories and learned-line counts stored must be the same.
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+
+    desk = "Example News desk"  # a short line: counted for learning the source's boilerplate
+
+    def at(hours: int) -> datetime:
+        return start + timedelta(hours=hours)
+
+    before = [
+        _article("s1", FLOOD, source="example", published_at=at(0)),
+        _article("s2", FLOOD[:3], source="example", published_at=at(1)),
+        _article("gone", ["A short-lived story, soon deleted."], published_at=at(1)),
+    ]
+    batch = [
+        _article("b1", [*ECONOMY, desk], source="example", published_at=at(5)),
+        # b2 is a near copy of b1, b3 an exact one, both in the batch.
+        _article("b2", [*ECONOMY[:3], desk], source="example", published_at=at(3)),
+        _article("b3", [*ECONOMY, desk], title="Up", source="example", published_at=at(4)),
+        _article("b4", FLOOD[:3], source="other", published_at=at(9)),  # exact of stored s2
+        _article("b5", FLOOD[1:], published_at=at(2)),  # near of stored s1
+        _article("b6", [*ECONOMY[1:], desk], source="example", published_at=at(6)),  # near of b1
+        _article("b7", [ECONOMY[0], FLOOD[0], ECONOMY[2]], published_at=at(7)),  # new story
+        _article("b8", [ECONOMY[0], FLOOD[0], ECONOMY[2]], published_at=at(-3)),  # exact b7
+        _article("s1", FLOOD, source="example", published_at=at(0)),  # stored already
+    ]
+    expected_statuses: list[tuple[str, str, str | None, str]] = []
+    for name in ("one", "batch"):
+        with Engine.open(tmp_path / name, mode="dedup") as engine:
+            for article in before:
+                engine.ingest(article)
+            engine.delete("gone")  # the newest row: the batch's rows must not reuse it
+            if name == "one":
+                verdicts = [engine.ingest(article) for article in batch]
+            else:
+                verdicts = engine.ingest_many(batch)
+            statuses = [(v.id, v.status, v.duplicate_of, v.cluster.id) for v in verdicts]
+            sizes = [v.cluster.size for v in verdicts]
+        if name == "one":
+            expected_statuses = statuses
+    assert statuses == expected_statuses
+    assert [status for _id, status, _of, _story in statuses] == [
+        "new_story",
+        "near_duplicate",
+        "exact_duplicate",
+        "exact_duplicate",
+        "near_duplicate",
+        "near_duplicate",
+        "new_story",
+        "exact_duplicate",
+        "new_story",  # s1 again: its stored verdict
+    ]
+    assert sizes[-1] == 4  # s1's story: s1, s2, b4 and b5, the size read at the end
+    assert _store_contents(tmp_path / "batch") == _store_contents(tmp_path / "one")
+
+
+def test_a_dedup_batch_that_fails_to_write_stores_nothing_and_leaves_no_index_entry(
+    dedup_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dedup_engine.ingest(_article("a", FLOOD, source="example"))
+    store = dedup_engine._store
+
+    def fail(counts: object) -> None:
+        list(counts)  # type: ignore[call-overload]
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store, "count_lines_many", fail)
+    with pytest.raises(sqlite3.OperationalError):
+        dedup_engine.ingest_many(
+            [_article("b", ECONOMY, source="example"), _article("c", FLOOD[:3], source="x")]
+        )
+    assert dedup_engine.counts() == {
+        "articles": 1,
+        "stories": 1,
+        "lsh_entries": 1,
+        "vector_entries": 0,
+    }
+    monkeypatch.undo()
+    verdicts = dedup_engine.ingest_many(
+        [_article("b", ECONOMY, source="example"), _article("c", FLOOD[:3], source="x")]
+    )
+    assert [(v.status, v.duplicate_of) for v in verdicts] == [
+        ("new_story", None),
+        ("near_duplicate", "a"),
+    ]
+
+
 def test_a_preparation_made_elsewhere_changes_no_verdict(tmp_path: Path) -> None:
     # prepare() (what batch workers run) learns nothing; the engine must redo what its
     # learned boilerplate, a changed text or an unprepared article would change.
@@ -631,3 +744,27 @@ def test_reads_and_matches_do_not_wait_for_the_model(
         assert results and results[0].status == "new_story"
         # Embedded once, ahead of the decision, not again under the lock.
         assert gated.texts.count(gated.texts[-1]) == 1
+
+
+def test_learned_lines_asked_at_once_equal_those_asked_per_source(tmp_path: Path) -> None:
+    # prepare() and the engine ask for a whole batch's learned lines in a few queries.
+    from index.store import Store, frequent_line_pairs, frequent_lines
+
+    store = Store(tmp_path / "s.sqlite3", fingerprint="f", stored_fields={})
+    rng = random.Random(7)
+    sources = ["a", "b", "c"]
+    keys = [f"{number:016x}" for number in range(1_400)]
+    with store.transaction():
+        for source in sources:
+            for key in rng.sample(keys, 900):
+                store.count_lines(source, [key], delta=rng.randint(1, 5))
+    wanted = [(rng.choice(sources), rng.sample(keys, rng.randint(0, 700))) for _ in range(12)]
+    expected = {
+        (source, key)
+        for source, asked in wanted
+        for key in frequent_lines(store.connection, source, asked, 3)
+    }
+    assert frequent_line_pairs(store.connection, wanted, 3) == expected
+    assert store.frequent_lines_many(wanted, 3) == expected
+    assert len(expected) > 500
+    store.close()

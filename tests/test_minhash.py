@@ -383,3 +383,48 @@ def test_snapshot_with_other_parameters_is_refused(tmp_path: Path) -> None:
         LSHIndex.load(corrupt, fingerprint="abc")
     with pytest.raises(FileNotFoundError):
         LSHIndex.load(tmp_path / "missing.bin", fingerprint="abc")
+
+
+@pytest.mark.parametrize("stored", [0, 5, 700, 2_100])
+def test_query_then_insert_many_equals_query_and_insert_one_at_a_time(stored: int) -> None:
+    # What a dedup-mode engine batch does: each new row sees the stored rows and the
+    # batch's earlier rows. Near copies (a few values changed) share bands.
+    rng = np.random.default_rng(stored)
+    bases = rng.integers(0, 2**32, size=(40, NUM_PERM), dtype=np.uint64)
+
+    def signatures(count: int) -> npt.NDArray[np.uint64]:
+        out = bases[rng.integers(0, bases.shape[0], size=count)].copy()
+        changed = rng.random(out.shape) < 0.15
+        out[changed] = rng.integers(0, 2**32, size=int(changed.sum()), dtype=np.uint64)
+        return out
+
+    one, many = (LSHIndex(threshold=0.8, num_perm=NUM_PERM) for _ in range(2))
+    old = signatures(stored)
+    for index in (one, many):  # several runs and a partly filled buffer
+        for start in range(0, stored, 300):
+            rows = np.arange(start + 1, min(stored, start + 300) + 1, dtype=np.int64)
+            index.insert_many(rows, old[rows - 1])
+        for row in range(1, stored + 1, 7):
+            index.remove(row)
+    for first, count in ((stored + 1, 300), (stored + 301, 1), (stored + 305, 600)):
+        new = signatures(count)
+        keys = np.arange(first, first + count, dtype=np.int64)
+        expected = []
+        for key, signature in zip(keys, new, strict=True):
+            expected.append(one.query(signature))
+            one.insert(int(key), signature)
+        found = many.query_then_insert_many(keys, new)
+        assert [result.tolist() for result in found] == [result.tolist() for result in expected]
+        assert sum(result.size for result in found) > count // 4
+    # Keys not above every stored one: the loop, same results.
+    again = signatures(50)
+    keys = np.arange(3, 103, 2, dtype=np.int64)
+    expected = []
+    for key, signature in zip(keys, again, strict=True):
+        expected.append(one.query(signature))
+        one.insert(int(key), signature)
+    found = many.query_then_insert_many(keys, again)
+    assert [result.tolist() for result in found] == [result.tolist() for result in expected]
+    probe = signatures(30)
+    assert [many.query(s).tolist() for s in probe] == [one.query(s).tolist() for s in probe]
+    assert len(many) == len(one)

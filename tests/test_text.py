@@ -855,3 +855,24 @@ def test_a_dotless_i_still_matches_the_rules_i() -> None:
     assert textlib._line_reason(sms, textlib._match_form(sms), ()) == "contact"
     prose = "Heavy rain flooded the northern province on Tuesday, officials said."
     assert clean(f"{prose}\n{line}").removed == (line,)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Skip to content\n\nالرياض – واس\n\nA first paragraph of the story, long enough to be "
+        "prose and to be kept by every rule.\n\nShare on Facebook\n\nالرياض – واس\n\n"
+        "Related articles:\nOne headline\nAnother headline",
+        "<html><body><h1>Title</h1><p>Short line</p><p>Short line</p>"
+        "<p>A paragraph of the story that is long enough to be prose.</p></body></html>",
+        "   \n\n  ",
+        "x" * 300 + "\n" + "Follow us on Twitter\n" + "y" * 90,
+    ],
+)
+def test_split_lines_serves_clean_and_learnable_keys_alike(text: str) -> None:
+    # The engine splits a text once for its learnable keys and for cleaning.
+    lines = textlib.split_lines(text)
+    assert textlib.learnable_keys_of(lines) == textlib.learnable_line_keys(text)
+    keys = textlib.learnable_line_keys(text)
+    for learned in ((), keys[:1], keys):
+        assert textlib.clean_lines(lines, learned=learned) == textlib.clean(text, learned=learned)
