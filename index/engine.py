@@ -28,7 +28,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -768,14 +768,13 @@ class Engine:
         )
         return copy, similarity, contained
 
-    def _find_copy(self, prepared: _Prepared) -> tuple[ArticleRow, float] | None:
-        """The original of the near-duplicate group this text verifies against, if any."""
-        if prepared.shingles.size < self.params.min_shingles:
-            return None
-        candidates = self._lsh.query(prepared.signature)
-        if candidates.size == 0:
-            return None
-        candidate_rows = self._store.copy_candidates(int(row) for row in candidates)
+    def _best_group(
+        self,
+        prepared: _Prepared,
+        candidate_rows: Mapping[int, tuple[int | None, npt.NDArray[np.uint32]]],
+    ) -> int | None:
+        """The group (its original's row) of the best verified copy among the candidates:
+        highest Jaccard, then containment, then the earliest group."""
         best: tuple[float, float, int] | None = None
         for row, (original, shingles) in candidate_rows.items():
             copy, similarity, contained = self._is_copy(prepared.shingles, shingles)
@@ -784,9 +783,20 @@ class Engine:
                 key = (similarity, contained, -group)
                 if best is None or key > best:
                     best = key
-        if best is None:
+        return None if best is None else -best[2]
+
+    def _find_copy(self, prepared: _Prepared) -> tuple[ArticleRow, float] | None:
+        """The original of the near-duplicate group this text verifies against, if any."""
+        if prepared.shingles.size < self.params.min_shingles:
             return None
-        found = self._store.article(-best[2])
+        candidates = self._lsh.query(prepared.signature)
+        if candidates.size == 0:
+            return None
+        candidate_rows = self._store.copy_candidates(int(row) for row in candidates)
+        group = self._best_group(prepared, candidate_rows)
+        if group is None:
+            return None
+        found = self._store.article(group)
         if found is None:
             return None
         return found, jaccard(prepared.shingles, found.shingles)
@@ -1040,17 +1050,9 @@ class Engine:
             if row >= first_row:
                 original_row, _story_row, shingles = writes.rows[row]
                 candidate_rows[row] = (original_row, shingles)
-        best: tuple[float, float, int] | None = None
-        for row, (original, shingles) in candidate_rows.items():
-            copy, similarity, contained = self._is_copy(prepared.shingles, shingles)
-            if copy:
-                group = original if original is not None else row
-                key = (similarity, contained, -group)
-                if best is None or key > best:
-                    best = key
-        if best is None:
+        group = self._best_group(prepared, candidate_rows)
+        if group is None:
             return None
-        group = -best[2]
         pending = writes.rows.get(group)
         if pending is not None:
             story_row, shingles = pending[1], pending[2]
