@@ -599,6 +599,19 @@ class LSHIndex:
         # Above every key ever stored (an engine's rows only grow): nothing to replace.
         self._append(keys, _band_kernel(values, self.bands, self.rows))
 
+    def _checked_batch(
+        self, keys: npt.NDArray[np.int64], signatures: npt.NDArray[np.uint64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]]:
+        """``keys`` and ``signatures`` as arrays of a batch's shapes, or ParameterError."""
+        keys = np.asarray(keys, dtype=np.int64)
+        signatures = np.asarray(signatures, dtype=np.uint64)
+        if keys.ndim != 1 or signatures.shape != (keys.shape[0], self.num_perm):
+            raise ParameterError(
+                f"expected keys (n,) and signatures (n, {self.num_perm}), got "
+                f"{keys.shape} and {signatures.shape}"
+            )
+        return keys, signatures
+
     def insert_many(self, keys: npt.NDArray[np.int64], signatures: npt.NDArray[np.uint64]) -> None:
         """Add many signatures; equals inserting them one at a time in order.
 
@@ -610,13 +623,7 @@ class LSHIndex:
         Raises:
             ParameterError: the shapes do not match.
         """
-        keys = np.asarray(keys, dtype=np.int64)
-        signatures = np.asarray(signatures, dtype=np.uint64)
-        if keys.ndim != 1 or signatures.shape != (keys.shape[0], self.num_perm):
-            raise ParameterError(
-                f"expected keys (n,) and signatures (n, {self.num_perm}), got "
-                f"{keys.shape} and {signatures.shape}"
-            )
+        keys, signatures = self._checked_batch(keys, signatures)
         if keys.size == 0:
             return
         _, last_from_end = np.unique(keys[::-1], return_index=True)
@@ -692,13 +699,7 @@ class LSHIndex:
         Raises:
             ParameterError: the shapes do not match.
         """
-        keys = np.asarray(keys, dtype=np.int64)
-        signatures = np.asarray(signatures, dtype=np.uint64)
-        if keys.ndim != 1 or signatures.shape != (keys.shape[0], self.num_perm):
-            raise ParameterError(
-                f"expected keys (n,) and signatures (n, {self.num_perm}), got "
-                f"{keys.shape} and {signatures.shape}"
-            )
+        keys, signatures = self._checked_batch(keys, signatures)
         count = keys.shape[0]
         if count == 0:
             return []

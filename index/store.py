@@ -614,40 +614,13 @@ class Store:
         }
 
     def save_story(self, story: StoryRow) -> None:
-        centroid = None if story.centroid is None else story.centroid.astype("<f4").tobytes()
-        self.connection.execute(
-            f"INSERT OR REPLACE INTO stories ({_STORY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-            (
-                story.row,
-                story.canonical_row,
-                story.canonical_score,
-                story.size,
-                story.vectors,
-                centroid,
-                story.first_published_at,
-                story.last_published_at,
-                story.updated_at,
-            ),
-        )
+        self.save_stories((story,))
 
     def save_stories(self, stories: Iterable[StoryRow]) -> None:
         """:meth:`save_story` of many stories in one statement."""
         self.connection.executemany(
             f"INSERT OR REPLACE INTO stories ({_STORY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-            [
-                (
-                    story.row,
-                    story.canonical_row,
-                    story.canonical_score,
-                    story.size,
-                    story.vectors,
-                    None if story.centroid is None else story.centroid.astype("<f4").tobytes(),
-                    story.first_published_at,
-                    story.last_published_at,
-                    story.updated_at,
-                )
-                for story in stories
-            ],
+            [_story_values(story) for story in stories],
         )
 
     def delete_story(self, row: int) -> None:
@@ -768,3 +741,18 @@ class _Transaction:
             self._connection.execute("COMMIT")
         else:
             self._connection.execute("ROLLBACK")
+
+
+def _story_values(story: StoryRow) -> tuple[object, ...]:
+    """A story's row of the ``stories`` table, in the order of ``_STORY_COLUMNS``."""
+    return (
+        story.row,
+        story.canonical_row,
+        story.canonical_score,
+        story.size,
+        story.vectors,
+        None if story.centroid is None else story.centroid.astype("<f4").tobytes(),
+        story.first_published_at,
+        story.last_published_at,
+        story.updated_at,
+    )
