@@ -997,8 +997,20 @@ def run_neardup(
         groups = _groups(verdicts, position)
         predicted = group_pairs(groups)
         near_truth = truth.near()
-        false_causes = _causes(engine, articles, predicted - near_truth)
-        miss_causes = _causes(engine, articles, near_truth - predicted)
+        compared = _compare(engine, articles, predicted | near_truth)
+        threshold = engine.params.near_duplicate_threshold
+    false_causes = {pair: _cause(compared[pair], threshold) for pair in predicted - near_truth}
+    miss_causes = {pair: _cause(compared[pair], threshold) for pair in near_truth - predicted}
+    # The pairwise verdict (what POST /v1/similarity answers) on the pairs a group joins:
+    # a group's members that are not copies of each other drop out.
+    verified = {
+        pair for pair in predicted if compared[pair] is not None and compared[pair].near_duplicate
+    }
+    verified_jaccard = {
+        pair
+        for pair in verified
+        if compared[pair] is not None and compared[pair].jaccard >= threshold
+    }
     direct: set[tuple[int, int]] = set()
     for verdict in verdicts:
         if verdict.duplicate_of is not None:
@@ -1018,6 +1030,9 @@ def run_neardup(
         "truth_flagged_articles": _truth_flagged(order, near_truth),
         "near_pairs": pair_scores(predicted, near_truth),
         "near_pairs_direct": pair_scores(direct, near_truth),
+        "near_pairs_verified": pair_scores(verified, near_truth),
+        "near_pairs_verified_jaccard": pair_scores(verified_jaccard, near_truth),
+        "group_ceiling": group_ceiling(near_truth, order),
         "exact": _exact_articles(verdicts, order, position, exact_truth),
         "false_pairs_by_jaccard": _histogram(below),
         "false_pairs_by_cause": dict(Counter(false_causes.values())),
@@ -1042,10 +1057,23 @@ def run_neardup(
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _causes(
+def _compare(
     engine: Any, articles: Sequence[NewsArticle], pairs: Iterable[tuple[int, int]]
-) -> dict[tuple[int, int], str]:
-    """Why the engine's view of each pair differs from the truth's.
+) -> dict[tuple[int, int], Any]:
+    """``Engine.similarity`` of each pair (``None`` where the engine refuses a side)."""
+    from index.errors import InvalidArticleError
+
+    compared: dict[tuple[int, int], Any] = {}
+    for i, j in pairs:
+        try:
+            compared[(i, j)] = engine.similarity(_article(articles[i]), _article(articles[j]))
+        except InvalidArticleError:
+            compared[(i, j)] = None
+    return compared
+
+
+def _cause(result: Any, threshold: float) -> str:
+    """Why the engine's view of a pair differs from the truth's.
 
     ``Engine.similarity`` compares the *cleaned* texts (with the boilerplate the engine
     has learned per source): ``jaccard`` means its Jaccard passes the near-duplicate
@@ -1053,23 +1081,61 @@ def _causes(
     neither does (the pair shares a group through other members), ``rejected`` that a
     side was refused.
     """
-    from index.errors import InvalidArticleError
+    if result is None:
+        return "rejected"
+    if result.jaccard >= threshold:
+        return "jaccard"
+    if result.near_duplicate:
+        return "containment"
+    return "transitive" if result.jaccard >= 0.5 else "dissimilar"
 
-    params = engine.params
-    causes: dict[tuple[int, int], str] = {}
-    for i, j in pairs:
-        try:
-            result = engine.similarity(_article(articles[i]), _article(articles[j]))
-        except InvalidArticleError:
-            causes[(i, j)] = "rejected"
+
+def group_ceiling(truth: set[tuple[int, int]], order: Sequence[int]) -> dict[str, Any]:
+    """What any grouping can reach against a pair truth that is not transitive.
+
+    ``components``: the truth's own connected components taken as groups (recall 1, the
+    precision left by copies of copies). ``cliques``: an oracle that knows the truth and
+    groups online in feed ``order``, each article joining the largest earlier group it is
+    a true copy of *every* member of (precision 1, the recall that costs).
+    """
+    neighbours: dict[int, set[int]] = defaultdict(set)
+    for a, b in truth:
+        neighbours[a].add(b)
+        neighbours[b].add(a)
+    parent = {node: node for node in neighbours}
+
+    def root(node: int) -> int:
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for a, b in truth:
+        parent[root(a)] = root(b)
+    components: dict[int, list[int]] = defaultdict(list)
+    for node in neighbours:
+        components[root(node)].append(node)
+    cliques: list[list[int]] = []
+    clique_of: dict[int, int] = {}
+    for node in order:
+        if node not in neighbours:
             continue
-        if result.jaccard >= params.near_duplicate_threshold:
-            causes[(i, j)] = "jaccard"
-        elif result.near_duplicate:
-            causes[(i, j)] = "containment"
+        joinable = [
+            group
+            for group in sorted({clique_of[n] for n in neighbours[node] if n in clique_of})
+            if all(member in neighbours[node] for member in cliques[group])
+        ]
+        if joinable:
+            group = max(joinable, key=lambda g: len(cliques[g]))
+            cliques[group].append(node)
+            clique_of[node] = group
         else:
-            causes[(i, j)] = "transitive" if result.jaccard >= 0.5 else "dissimilar"
-    return causes
+            clique_of[node] = len(cliques)
+            cliques.append([node])
+    return {
+        "components": pair_scores(group_pairs(components.values()), truth),
+        "cliques": pair_scores(group_pairs(cliques), truth),
+    }
 
 
 def _truth_flagged(order: Sequence[int], truth: set[tuple[int, int]]) -> int:
@@ -1300,8 +1366,19 @@ def report(results: dict[str, Any]) -> None:
         for label, key in (
             ("near-dup pairs, same predicted group", "near_pairs"),
             ("near-dup pairs, (article, duplicate_of)", "near_pairs_direct"),
+            ("near-dup pairs, same group, verified pairwise", "near_pairs_verified"),
+            ("  of which Jaccard >= 0.8 (no containment)", "near_pairs_verified_jaccard"),
+            ("ceiling: truth's components as groups", ("group_ceiling", "components")),
+            ("ceiling: oracle online cliques", ("group_ceiling", "cliques")),
         ):
-            s = nd[key]
+            if isinstance(key, tuple):
+                if key[0] not in nd:
+                    continue
+                s = nd[key[0]][key[1]]
+            elif key not in nd:
+                continue
+            else:
+                s = nd[key]
             rows.append([label, s["true"], s["predicted"], s["hits"], s["recall"], s["precision"]])
         e = nd["exact"]
         rows.append(

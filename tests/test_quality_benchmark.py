@@ -25,6 +25,7 @@ from benchmarks.quality import (
     build_edit_corpus,
     build_truth,
     exact_jaccard,
+    group_ceiling,
     group_pairs,
     make_edit,
     pair_scores,
@@ -144,6 +145,20 @@ def test_pair_scores_and_group_pairs() -> None:
     scores = pair_scores(predicted, {(1, 2), (4, 5)})
     assert scores["precision"] == pytest.approx(0.25)
     assert scores["recall"] == pytest.approx(0.5)
+
+
+def test_group_ceiling_on_a_chain_of_copies() -> None:
+    # 1-2 and 2-3 are copies, 1-3 is not (a copy of a copy); 4-5 a clean pair.
+    truth = {(1, 2), (2, 3), (4, 5)}
+    ceiling = group_ceiling(truth, order=[1, 2, 3, 4, 5])
+    # Components {1, 2, 3} and {4, 5}: every true pair, plus the false (1, 3).
+    assert ceiling["components"]["recall"] == 1.0
+    assert ceiling["components"]["precision"] == pytest.approx(3 / 4)
+    # Online cliques: 3 cannot join {1, 2} (not a copy of 1), so (2, 3) is lost.
+    assert ceiling["cliques"]["precision"] == 1.0
+    assert ceiling["cliques"]["recall"] == pytest.approx(2 / 3)
+    # Fed 2 first, 1 and 3 still cannot share its group: one of the pairs is lost either way.
+    assert group_ceiling(truth, order=[2, 1, 3, 4, 5])["cliques"]["recall"] == pytest.approx(2 / 3)
 
 
 @pytest.mark.parametrize("kind", [*EDIT_KINDS, "truncated_deep"])
