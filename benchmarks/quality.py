@@ -1016,6 +1016,15 @@ def run_neardup(
         if verdict.duplicate_of is not None:
             a, b = position[verdict.id], position[verdict.duplicate_of]
             direct.add((min(a, b), max(a, b)))
+    # The verdicts' own pairwise answer: each article with every copy it lists.
+    listed: set[tuple[int, int]] = set()
+    listed_jaccard: set[tuple[int, int]] = set()
+    for verdict in verdicts:
+        for copy in verdict.copies:
+            a, b = position[verdict.id], position[copy.id]
+            listed.add((min(a, b), max(a, b)))
+            if copy.jaccard >= threshold:
+                listed_jaccard.add((min(a, b), max(a, b)))
     exact_truth = truth.exact_pairs()
     below = sorted(truth.pairs.get(pair, 0.0) for pair in predicted - near_truth)
     result: dict[str, Any] = {
@@ -1032,6 +1041,8 @@ def run_neardup(
         "near_pairs_direct": pair_scores(direct, near_truth),
         "near_pairs_verified": pair_scores(verified, near_truth),
         "near_pairs_verified_jaccard": pair_scores(verified_jaccard, near_truth),
+        "near_pairs_copies": pair_scores(listed, near_truth),
+        "near_pairs_copies_jaccard": pair_scores(listed_jaccard, near_truth),
         "group_ceiling": group_ceiling(near_truth, order),
         "exact": _exact_articles(verdicts, order, position, exact_truth),
         "false_pairs_by_jaccard": _histogram(below),
@@ -1368,6 +1379,8 @@ def report(results: dict[str, Any]) -> None:
             ("near-dup pairs, (article, duplicate_of)", "near_pairs_direct"),
             ("near-dup pairs, same group, verified pairwise", "near_pairs_verified"),
             ("  of which Jaccard >= 0.8 (no containment)", "near_pairs_verified_jaccard"),
+            ("near-dup pairs, (article, each of its copies)", "near_pairs_copies"),
+            ("  of which Jaccard >= 0.8 (no containment)", "near_pairs_copies_jaccard"),
             ("ceiling: truth's components as groups", ("group_ceiling", "components")),
             ("ceiling: oracle online cliques", ("group_ceiling", "cliques")),
         ):

@@ -99,8 +99,24 @@ class Cluster:
 
 
 @dataclass(frozen=True)
+class CopyOf:
+    """An earlier stored article that an article was verified to be a copy of."""
+
+    id: str
+    jaccard: float
+    containment: float
+
+
+@dataclass(frozen=True)
 class Verdict:
-    """What the engine says of one article (REST v1 ``Verdict``)."""
+    """What the engine says of one article (REST v1 ``Verdict``).
+
+    ``duplicate_of`` names the original of the near-duplicate group the article joined;
+    ``copies`` every earlier article it was itself verified against when it arrived (best
+    first, at most ``MAX_LISTED_COPIES``; empty for articles that are no copy). The group
+    is what to drop or merge by; ``copies`` is the pairwise answer (a copy of a copy need
+    not be a copy of the original).
+    """
 
     id: str
     status: Status
@@ -109,6 +125,10 @@ class Verdict:
     story_similarity: float | None
     cluster: Cluster
     stored: bool
+    copies: tuple[CopyOf, ...] = ()
+
+
+MAX_LISTED_COPIES = 32
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,9 +41,11 @@ import numpy.typing as npt
 from index import dates
 from index import text as textlib
 from index.article import (
+    MAX_LISTED_COPIES,
     Article,
     Canonical,
     Cluster,
+    CopyOf,
     Similarity,
     Status,
     StoredArticle,
@@ -142,6 +144,11 @@ class _Decision:
     duplicate_similarity: float | None
     story_similarity: float | None
     embedding: Vector | None
+    # (row, Jaccard, containment) of each earlier article verified a copy, best first.
+    copies: tuple[_Copy, ...] = ()
+
+
+_Copy = tuple[int, float, float]
 
 
 class _ChunkWrites:
@@ -164,13 +171,32 @@ class _ChunkWrites:
         self.articles: list[tuple[Any, ...]] = []
         self.stories: dict[int, StoryRow] = {}
         self.lines: dict[tuple[str, str], int] = {}
+        self.copies: list[tuple[int, int, float, float]] = []
 
     def flush(self, store: Store) -> None:
         store.insert_articles(self.articles)
+        store.insert_copies(self.copies)
         store.save_stories(self.stories.values())
         store.count_lines_many(
             (source, key, count) for (source, key), count in sorted(self.lines.items())
         )
+
+
+def _with_identical(copies: tuple[_Copy, ...], identical_row: int) -> tuple[_Copy, ...]:
+    """``copies`` of an exact duplicate, with the identical earlier article first even where
+    the text is too short to verify by shingles."""
+    if any(row == identical_row for row, _similarity, _contained in copies):
+        return copies
+    return ((identical_row, 1.0, 1.0), *copies)[:MAX_LISTED_COPIES]
+
+
+def _listed(copies: Iterable[_Copy], names: Mapping[int, str]) -> tuple[CopyOf, ...]:
+    """Copies as the verdict lists them (rows no longer stored are left out)."""
+    return tuple(
+        CopyOf(id=names[row], jaccard=similarity, containment=contained)
+        for row, similarity, contained in copies
+        if row in names
+    )
 
 
 def _u4_bytes(values: npt.NDArray[np.uint32]) -> bytes:
@@ -772,34 +798,46 @@ class Engine:
         self,
         prepared: _Prepared,
         candidate_rows: Mapping[int, tuple[int | None, npt.NDArray[np.uint32]]],
-    ) -> int | None:
-        """The group (its original's row) of the best verified copy among the candidates:
-        highest Jaccard, then containment, then the earliest group."""
+    ) -> tuple[int | None, tuple[_Copy, ...]]:
+        """The group (its original's row) of the best verified copy among the candidates
+        (highest Jaccard, then containment, then the earliest group), and every verified
+        copy, best first (at most ``MAX_LISTED_COPIES``)."""
         best: tuple[float, float, int] | None = None
+        verified: list[_Copy] = []
         for row, (original, shingles) in candidate_rows.items():
             copy, similarity, contained = self._is_copy(prepared.shingles, shingles)
             if copy:
+                verified.append((row, round(similarity, 6), round(contained, 6)))
                 group = original if original is not None else row
                 key = (similarity, contained, -group)
                 if best is None or key > best:
                     best = key
-        return None if best is None else -best[2]
+        if best is None:
+            return None, ()
+        verified.sort(key=lambda item: (-item[1], -item[2], item[0]))
+        return -best[2], tuple(verified[:MAX_LISTED_COPIES])
 
-    def _find_copy(self, prepared: _Prepared) -> tuple[ArticleRow, float] | None:
-        """The original of the near-duplicate group this text verifies against, if any."""
+    def _verified_copies(
+        self, prepared: _Prepared, candidates: npt.NDArray[np.int64]
+    ) -> tuple[int | None, tuple[_Copy, ...]]:
+        """:meth:`_best_group` over stored LSH ``candidates``."""
+        if prepared.shingles.size < self.params.min_shingles or candidates.size == 0:
+            return None, ()
+        candidate_rows = self._store.copy_candidates(int(row) for row in candidates)
+        return self._best_group(prepared, candidate_rows)
+
+    def _find_copy(self, prepared: _Prepared) -> tuple[ArticleRow, float, tuple[_Copy, ...]] | None:
+        """The original of the near-duplicate group this text verifies against, if any,
+        its Jaccard similarity to it, and the verified copies."""
         if prepared.shingles.size < self.params.min_shingles:
             return None
-        candidates = self._lsh.query(prepared.signature)
-        if candidates.size == 0:
-            return None
-        candidate_rows = self._store.copy_candidates(int(row) for row in candidates)
-        group = self._best_group(prepared, candidate_rows)
+        group, copies = self._verified_copies(prepared, self._lsh.query(prepared.signature))
         if group is None:
             return None
         found = self._store.article(group)
         if found is None:
             return None
-        return found, jaccard(prepared.shingles, found.shingles)
+        return found, jaccard(prepared.shingles, found.shingles), copies
 
     def _embed(self, texts: Sequence[str]) -> Vector:
         assert self._embedder is not None
@@ -811,12 +849,19 @@ class Engine:
             original_row = exact.original_row if exact.original_row is not None else exact.row
             original = exact if original_row == exact.row else self._store.article(original_row)
             assert original is not None
+            _group, copies = self._verified_copies(prepared, self._lsh.query(prepared.signature))
             return _Decision(
-                "exact_duplicate", original.story_row, original.row, 1.0, None, original.embedding
+                "exact_duplicate",
+                original.story_row,
+                original.row,
+                1.0,
+                None,
+                original.embedding,
+                _with_identical(copies, exact.row),
             )
         copy = self._find_copy(prepared)
         if copy is not None:
-            original, similarity = copy
+            original, similarity, copies = copy
             return _Decision(
                 "near_duplicate",
                 original.story_row,
@@ -824,6 +869,7 @@ class Engine:
                 round(similarity, 6),
                 None,
                 original.embedding,
+                copies,
             )
         if self._embedder is None:
             return _Decision("new_story", None, None, None, None, None)
@@ -925,6 +971,8 @@ class Engine:
             },
             own_story=decision.story_row is None,
         )
+        if decision.copies:
+            store.insert_copies((row, *copy) for copy in decision.copies)
         adds_vector = decision.original_row is None and decision.embedding is not None
         if decision.story_row is None:
             store.save_story(
@@ -1018,12 +1066,21 @@ class Engine:
                 story_row = self._story_row_in_chunk(original_row, writes)
             else:
                 original_row = row
-            return _Decision("exact_duplicate", story_row, original_row, 1.0, None, None)
+            _group, copies = self._best_group_in_chunk(prepared, writes, candidates)
+            return _Decision(
+                "exact_duplicate",
+                story_row,
+                original_row,
+                1.0,
+                None,
+                None,
+                _with_identical(copies, row),
+            )
         copy = self._find_copy_in_chunk(prepared, writes, candidates)
         if copy is not None:
-            original_row, story_row, similarity = copy
+            original_row, story_row, similarity, copies = copy
             return _Decision(
-                "near_duplicate", story_row, original_row, round(similarity, 6), None, None
+                "near_duplicate", story_row, original_row, round(similarity, 6), None, None, copies
             )
         return _Decision("new_story", None, None, None, None, None)
 
@@ -1035,13 +1092,12 @@ class Engine:
         assert found is not None, "a copy's original is not stored"
         return found[0]
 
-    def _find_copy_in_chunk(
+    def _best_group_in_chunk(
         self, prepared: _Prepared, writes: _ChunkWrites, candidates: npt.NDArray[np.int64]
-    ) -> tuple[int, int, float] | None:
-        """:meth:`_find_copy` reading the batch's writes too, given the LSH ``candidates``:
-        (original row, its story row, Jaccard similarity to it)."""
+    ) -> tuple[int | None, tuple[_Copy, ...]]:
+        """:meth:`_best_group` over the LSH ``candidates``, stored or in the batch."""
         if prepared.shingles.size < self.params.min_shingles or candidates.size == 0:
-            return None
+            return None, ()
         first_row = writes.first_row
         found_rows = candidates.tolist()
         stored = [row for row in found_rows if row < first_row]
@@ -1050,7 +1106,14 @@ class Engine:
             if row >= first_row:
                 original_row, _story_row, shingles = writes.rows[row]
                 candidate_rows[row] = (original_row, shingles)
-        group = self._best_group(prepared, candidate_rows)
+        return self._best_group(prepared, candidate_rows)
+
+    def _find_copy_in_chunk(
+        self, prepared: _Prepared, writes: _ChunkWrites, candidates: npt.NDArray[np.int64]
+    ) -> tuple[int, int, float, tuple[_Copy, ...]] | None:
+        """:meth:`_find_copy` reading the batch's writes too, given the LSH ``candidates``:
+        (original row, its story row, Jaccard similarity to it, the verified copies)."""
+        group, copies = self._best_group_in_chunk(prepared, writes, candidates)
         if group is None:
             return None
         pending = writes.rows.get(group)
@@ -1061,7 +1124,7 @@ class Engine:
             if found is None:
                 return None
             story_row, shingles = found
-        return group, story_row, jaccard(prepared.shingles, shingles)
+        return group, story_row, jaccard(prepared.shingles, shingles), copies
 
     def _commit_in_chunk(
         self, prepared: _Prepared, decision: _Decision, writes: _ChunkWrites
@@ -1097,6 +1160,7 @@ class Engine:
             )
         )
         writes.rows[row] = (decision.original_row, story_row, prepared.shingles)
+        writes.copies.extend((row, *copy) for copy in decision.copies)
         if prepared.content_hash not in writes.stored_hashes:
             writes.hashes.setdefault(prepared.content_hash, row)
         if decision.story_row is None:
@@ -1201,8 +1265,10 @@ class Engine:
     def _verdicts(self, rows: Sequence[ArticleRow | VerdictRow]) -> list[Verdict]:
         """:meth:`_verdict` of many rows, with a few queries instead of a few per row."""
         store = self._store
+        copies = store.copies_of(row.row for row in rows if row.original_row is not None)
         originals = store.article_ids(
-            row.original_row for row in rows if row.original_row is not None
+            [row.original_row for row in rows if row.original_row is not None]
+            + [copy[0] for listed in copies.values() for copy in listed]
         )
         stories = store.stories(row.story_row for row in rows)
         canonicals = store.canonical_rows(story.canonical_row for story in stories.values())
@@ -1222,6 +1288,7 @@ class Engine:
                     story_similarity=row.story_similarity,
                     cluster=self._cluster_of(story, canonicals[story.canonical_row]),
                     stored=True,
+                    copies=_listed(copies.get(row.row, ()), originals),
                 )
             )
         return verdicts
@@ -1479,19 +1546,21 @@ class Engine:
                     first_published_at=published,
                     last_published_at=published,
                 )
-            duplicate_of = None
-            if decision.original_row is not None:
-                duplicate_of = self._store.article_ids([decision.original_row]).get(
-                    decision.original_row
-                )
+            names = self._store.article_ids(
+                ([] if decision.original_row is None else [decision.original_row])
+                + [copy[0] for copy in decision.copies]
+            )
             return Verdict(
                 id=article.id,
                 status=decision.status,
-                duplicate_of=duplicate_of,
+                duplicate_of=None
+                if decision.original_row is None
+                else names.get(decision.original_row),
                 duplicate_similarity=decision.duplicate_similarity,
                 story_similarity=decision.story_similarity,
                 cluster=cluster,
                 stored=False,
+                copies=_listed(decision.copies, names),
             )
 
     def similarity(self, a: Article, b: Article) -> Similarity:
@@ -1586,6 +1655,8 @@ class Engine:
                         status="same_story" if others else "new_story",
                         duplicate_similarity=None,
                     )
+                    # An original lists no copies (what it matched elsewhere goes too).
+                    store.delete_copies(promoted.row)
             self._lsh.remove(row.row)
             if row.original_row is None:
                 self._frequencies.remove(row.terms)

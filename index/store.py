@@ -23,9 +23,11 @@ from index.errors import IndexMismatchError, StoreClosedError
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Version 2 added articles.evidence (index.dates): NULL where not computed yet, which the
 # engine fills for a version-1 store's story articles when it opens it.
+# Version 3 added the copies table (each copy's verified earlier copies); articles stored
+# before it list none.
 
 Synchronous = Literal["full", "normal", "off"]
 
@@ -72,6 +74,14 @@ CREATE TABLE IF NOT EXISTS stories (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS stories_updated ON stories (updated_at);
+CREATE TABLE IF NOT EXISTS copies (
+    row INTEGER NOT NULL REFERENCES articles (row) ON DELETE CASCADE,
+    copy_of INTEGER NOT NULL REFERENCES articles (row) ON DELETE CASCADE,
+    jaccard REAL NOT NULL,
+    containment REAL NOT NULL,
+    PRIMARY KEY (row, copy_of)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS copies_copy_of ON copies (copy_of);
 CREATE TABLE IF NOT EXISTS source_lines (
     source TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -262,6 +272,10 @@ class Store:
                 connection.execute("ALTER TABLE articles ADD COLUMN evidence BLOB")
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
                 self.set_meta("evidence_pending", "1")
+        version = self.meta("schema_version")
+        if version is not None and int(version) < SCHEMA_VERSION:
+            with self.transaction():
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
         self._check_fingerprint(fingerprint, stored_fields)
 
     def _check_fingerprint(self, fingerprint: str, stored_fields: dict[str, Any]) -> None:
@@ -420,6 +434,29 @@ class Store:
                 "SELECT row, original_row, shingles FROM articles WHERE row IN ({marks})", rows
             )
         }
+
+    def insert_copies(self, values: Iterable[tuple[int, int, float, float]]) -> None:
+        """Store ``(row, copy_of, jaccard, containment)`` edges (both rows stored)."""
+        self.connection.executemany(
+            "INSERT INTO copies (row, copy_of, jaccard, containment) VALUES (?, ?, ?, ?)", values
+        )
+
+    def delete_copies(self, row: int) -> None:
+        """Forget the copies ``row`` was verified against."""
+        self.connection.execute("DELETE FROM copies WHERE row = ?", (row,))
+
+    def copies_of(self, rows: Iterable[int]) -> dict[int, list[tuple[int, float, float]]]:
+        """``(copy_of, jaccard, containment)`` of each of ``rows`` that has any, best first."""
+        found: dict[int, list[tuple[int, float, float]]] = {}
+        for row, copy_of, similarity, contained in sorted(
+            self._select_in(
+                "SELECT row, copy_of, jaccard, containment FROM copies WHERE row IN ({marks})",
+                rows,
+            ),
+            key=lambda values: (values[0], -values[2], -values[3], values[1]),
+        ):
+            found.setdefault(row, []).append((copy_of, similarity, contained))
+        return found
 
     def text_hashes(self, article_ids: Iterable[str]) -> dict[str, str]:
         """The stored text hash of each of ``article_ids`` that is stored."""

@@ -47,6 +47,7 @@ _VERDICT_EXAMPLE: JsonDict = {
     "story_similarity": None,
     "cluster": _CLUSTER_EXAMPLE,
     "stored": True,
+    "copies": [{"id": "sa-1001", "jaccard": 0.913, "containment": 0.957}],
 }
 _ARTICLE_EXAMPLE: JsonDict = {
     "id": "sa-1002",
@@ -155,6 +156,16 @@ class Cluster(_FromEngine):
     last_published_at: datetime
 
 
+class CopyOf(_FromEngine):
+    """An earlier stored article this one was verified to be a copy of."""
+
+    id: str
+    jaccard: float = Field(ge=0, le=1, description="Jaccard similarity of the cleaned texts.")
+    containment: float = Field(
+        ge=0, le=1, description="Share of the smaller text's shingles found in the other."
+    )
+
+
 class Verdict(_FromEngine):
     """What samestory says of one article (``Verdict``)."""
 
@@ -171,6 +182,16 @@ class Verdict(_FromEngine):
     )
     cluster: Cluster
     stored: bool
+    copies: list[CopyOf] = Field(
+        default_factory=list,
+        description=(
+            "Every earlier stored article this one was verified to be a copy of when it "
+            "arrived (Jaccard >= the near-duplicate threshold, or a truncated or extended "
+            "copy by containment), best first, at most 32; empty for an article that is no "
+            "copy. duplicate_of names the group's original, which a copy of a copy need not "
+            "be a copy of; this list is the pairwise answer."
+        ),
+    )
 
     @classmethod
     def of(cls, verdict: engine.Verdict) -> Verdict:

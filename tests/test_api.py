@@ -39,7 +39,9 @@ VERDICT_FIELDS = {
     "story_similarity",
     "cluster",
     "stored",
+    "copies",
 }
+COPY_FIELDS = {"id", "jaccard", "containment"}
 CLUSTER_FIELDS = {"id", "size", "canonical", "first_published_at", "last_published_at"}
 CANONICAL_FIELDS = {"id", "title", "url", "source", "published_at"}
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -70,6 +72,9 @@ def assert_verdict_shape(verdict: dict[str, Any]) -> None:
     assert set(verdict) == VERDICT_FIELDS
     assert set(verdict["cluster"]) == CLUSTER_FIELDS
     assert set(verdict["cluster"]["canonical"]) == CANONICAL_FIELDS
+    assert all(set(listed) == COPY_FIELDS for listed in verdict["copies"])
+    if verdict["copies"]:
+        assert verdict["status"] in ("near_duplicate", "exact_duplicate")
     cluster = verdict["cluster"]
     for stamp in (
         cluster["first_published_at"],

@@ -206,26 +206,100 @@ def test_event_time_evidence_is_stored_and_filled_in_for_an_older_store(
     copy = _article("copy", [f"{FLOOD[0]} (12 March 2024)", *FLOOD[1:3]])
     with Engine.open(tmp_path, embedder=embedder) as engine:
         engine.ingest_many([flood, economy, copy])
+        assert [listed.id for listed in engine.get("copy").verdict.copies] == ["flood"]
     with sqlite3.connect(tmp_path / "samestory.sqlite3") as connection:
         stored = dict(connection.execute("SELECT id, evidence FROM articles"))
     # Tuesday (bit 1) and 2024; the near-duplicate has no vector, so it needs none.
     assert dates.from_bytes(stored["flood"]) == read_evidence("Tuesday 2024")
     assert stored["economy"] == b""
     assert stored["copy"] is None
-    # A store written before the column existed: the engine reads the evidence on open.
+    # A store written before the column and the copies table existed (version 1): the
+    # engine reads the evidence on open; its copies list none.
     with sqlite3.connect(tmp_path / "samestory.sqlite3") as connection:
+        connection.execute("DROP TABLE copies")
         connection.execute("ALTER TABLE articles DROP COLUMN evidence")
         connection.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     with Engine.open(tmp_path, embedder=embedder) as engine:
         assert engine.get("flood").verdict.status == "new_story"
+        old_copy = engine.get("copy").verdict
+        assert old_copy.duplicate_of == "flood" and old_copy.copies == ()
     with sqlite3.connect(tmp_path / "samestory.sqlite3") as connection:
         assert dict(connection.execute("SELECT id, evidence FROM articles")) == stored
         assert connection.execute(
             "SELECT value FROM meta WHERE key = 'schema_version'"
-        ).fetchone() == ("2",)
+        ).fetchone() == ("3",)
         assert connection.execute(
             "SELECT COUNT(*) FROM meta WHERE key = 'evidence_pending'"
         ).fetchone() == (0,)
+
+
+def _chain() -> list[Article]:
+    """A, B and C, each the one before shifted by ten words: A-B and B-C are copies
+    (Jaccard 106/126 = 0.84 on word 5-grams), A-C is not (96/136 = 0.71, containment 0.83)."""
+    words = [f"w{a}{b}{c}" for a in "bcdfghjklm" for b in "aeiou" for c in "rst"][:140]
+    return [
+        Article(id=name, text=" ".join(words[start : start + 120]))
+        for name, start in (("a", 0), ("b", 10), ("c", 20))
+    ]
+
+
+def _copies(verdict: Verdict) -> list[tuple[str, float]]:
+    return [(listed.id, listed.jaccard) for listed in verdict.copies]
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_copies_list_the_pairwise_matches_not_the_group(
+    dedup_engine: Engine, batched: bool
+) -> None:
+    a, b, c = _chain()
+    if batched:
+        verdicts = dedup_engine.ingest_many([a, b, c])
+    else:
+        verdicts = [dedup_engine.ingest(article) for article in (a, b, c)]
+    assert verdicts[0].copies == ()
+    assert _copies(verdicts[1]) == [("a", pytest.approx(106 / 126, abs=1e-6))]
+    # C joins A's group through B, but is a copy of B only.
+    assert verdicts[2].duplicate_of == "a"
+    assert verdicts[2].duplicate_similarity == pytest.approx(96 / 136, abs=1e-6)
+    assert _copies(verdicts[2]) == [("b", pytest.approx(106 / 126, abs=1e-6))]
+    assert dedup_engine.get("c").verdict == verdicts[2]
+    # An exact copy of C lists C first, then what C's text matches.
+    twin = dedup_engine.ingest(Article(id="c2", text=c.text))
+    assert twin.status == "exact_duplicate"
+    assert _copies(twin) == [("c", 1.0), ("b", pytest.approx(106 / 126, abs=1e-6))]
+    # match() lists them without storing; deleting B takes it out of every list.
+    assert _copies(dedup_engine.match(Article(id="c3", text=c.text))) == [
+        ("c", 1.0),
+        ("c2", 1.0),
+        ("b", pytest.approx(106 / 126, abs=1e-6)),
+    ]
+    dedup_engine.delete("b")
+    assert _copies(dedup_engine.get("c").verdict) == []
+    assert _copies(dedup_engine.get("c2").verdict) == [("c", 1.0)]
+
+
+def test_a_promoted_original_lists_no_copies(dedup_engine: Engine) -> None:
+    a, b, c = _chain()
+    dedup_engine.ingest_many([a, b, c])
+    dedup_engine.delete("a")
+    promoted = dedup_engine.get("b").verdict
+    assert promoted.status == "new_story" and promoted.copies == ()
+    assert dedup_engine.get("c").verdict.duplicate_of == "b"
+    assert _copies(dedup_engine.get("c").verdict) == [("b", pytest.approx(106 / 126, abs=1e-6))]
+
+
+@pytest.mark.model
+def test_copies_in_stories_mode(story_engine: Engine) -> None:
+    a, b, c = _chain()
+    verdicts = [story_engine.ingest(article) for article in (a, b, c)]
+    assert [_copies(verdict) for verdict in verdicts] == [
+        [],
+        [("a", pytest.approx(106 / 126, abs=1e-6))],
+        [("b", pytest.approx(106 / 126, abs=1e-6))],
+    ]
+    assert verdicts[2].duplicate_of == "a"
+    twin = story_engine.ingest(Article(id="c2", text=c.text))
+    assert _copies(twin)[0] == ("c", 1.0)
 
 
 def test_indexes_are_rebuilt_when_snapshots_are_missing(tmp_path: Path) -> None:
