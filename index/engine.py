@@ -28,7 +28,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -1737,6 +1737,20 @@ class Engine:
                 )
                 for story in self._store.recent_stories(updated_since=since, limit=limit)
             ]
+
+    def copy_pairs(self, page: int = 10_000) -> Iterator[tuple[str, str, float, float]]:
+        """Every stored copy edge: ``(id, copy_of, jaccard, containment)``, by article
+        row (arrival), each article's copies in row order. Read a page at a time, each page
+        under the lock, so a long read does not hold up ingests."""
+        after = (0, 0)
+        while True:
+            with self._lock:
+                found = self._store.copy_pairs_after(after, page)
+            if not found:
+                return
+            for _row, _copy_row, article_id, copy_id, similarity, contained in found:
+                yield article_id, copy_id, similarity, contained
+            after = (found[-1][0], found[-1][1])
 
     def counts(self) -> dict[str, int]:
         """Articles and stories stored, and the sizes of the derived indexes."""

@@ -441,6 +441,21 @@ class Store:
             "INSERT INTO copies (row, copy_of, jaccard, containment) VALUES (?, ?, ?, ?)", values
         )
 
+    def copy_pairs_after(
+        self, after: tuple[int, int], limit: int
+    ) -> list[tuple[int, int, str, str, float, float]]:
+        """Up to ``limit`` copy edges after ``(row, copy_of)`` in that order, with both
+        ids: ``(row, copy_of, id, copy_of id, jaccard, containment)``."""
+        return [
+            tuple(values)
+            for values in self.connection.execute(
+                "SELECT c.row, c.copy_of, a.id, b.id, c.jaccard, c.containment FROM copies c "
+                "JOIN articles a ON a.row = c.row JOIN articles b ON b.row = c.copy_of "
+                "WHERE (c.row, c.copy_of) > (?, ?) ORDER BY c.row, c.copy_of LIMIT ?",
+                (*after, limit),
+            )
+        ]
+
     def delete_copies(self, row: int) -> None:
         """Forget the copies ``row`` was verified against."""
         self.connection.execute("DELETE FROM copies WHERE row = ?", (row,))

@@ -9,6 +9,10 @@ the output's format, chosen by its extension) with four fields added:
 - ``cluster_id``: its story;
 - ``canonical_id``: the id of the article that represents its story when the run ends.
 
+With ``--pairs PATH`` every verified copy pair the store holds is written as well
+(``id``, ``copy_of``, ``jaccard``, ``containment``: what each verdict lists as ``copies``),
+the pairwise answer where ``duplicate_of`` names a group's original.
+
 The id field is written back too, as the string id samestory used (generated as
 ``<input file name>:<line>`` for records without one), so ``duplicate_of`` and
 ``canonical_id`` join on it.
@@ -121,6 +125,8 @@ output fields:
   canonical_id  id of the article representing the story at the end of the run
   The id field is written back as the string id used; a record without one gets
   "<input file name>:<line>" (line = 1-based line in JSON Lines/CSV, row in Parquet).
+  --pairs PATH: one row per verified copy pair: id, copy_of (an earlier article it
+  was verified a copy of; duplicate_of is the group's original), jaccard, containment
 
 --keep:
   all        every accepted record
@@ -196,6 +202,9 @@ class DedupOptions:
             of the one being ingested (verdicts are the same); 0 does it all in this
             process; ``None`` uses one per CPU beyond the first, at most
             :data:`MAX_AUTO_WORKERS`.
+        pairs: where to write every verified copy pair the store holds when the run ends
+            (``id``, ``copy_of``, ``jaccard``, ``containment``; the pairwise answer, where
+            ``duplicate_of`` names a group's original); format by extension; none if ``None``.
     """
 
     input: Path
@@ -209,6 +218,7 @@ class DedupOptions:
     batch_size: int | None = None
     progress: bool = False
     workers: int | None = None
+    pairs: Path | None = None
 
     @property
     def rejects_path(self) -> Path:
@@ -227,6 +237,7 @@ class Summary:
         already_stored: accepted records that the store held before the run (resumed).
         statuses: accepted records by verdict status.
         stories: distinct stories among the accepted records.
+        pairs: copy pairs written to the pairs file (``None`` when none was asked for).
         seconds: wall time of the run.
     """
 
@@ -236,6 +247,7 @@ class Summary:
     already_stored: int = 0
     statuses: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     stories: int = 0
+    pairs: int | None = None
     seconds: float = 0.0
 
     @property
@@ -252,8 +264,10 @@ class Summary:
             ("already stored", f"{self.already_stored:,}"),
         ]
         rows += [(status, f"{count:,}") for status, count in self.statuses.items()]
+        rows += [("stories", f"{self.stories:,}")]
+        if self.pairs is not None:
+            rows.append(("copy pairs", f"{self.pairs:,}"))
         rows += [
-            ("stories", f"{self.stories:,}"),
             ("seconds", f"{self.seconds:,.2f}"),
             ("docs/s", f"{self.docs_per_second:,.0f}"),
         ]
@@ -505,7 +519,15 @@ def _position_named(pending: list[_Pending], article_id: str | None) -> int | No
 
 def _check_paths(options: DedupOptions) -> None:
     source = options.input.resolve()
-    for name, path in (("output", options.output), ("rejects file", options.rejects_path)):
+    named = [("output", options.output), ("rejects file", options.rejects_path)]
+    if options.pairs is not None:
+        named.append(("pairs file", options.pairs))
+        if options.pairs.resolve() in (options.output.resolve(), options.rejects_path.resolve()):
+            raise UnsupportedFormatError(
+                f"the pairs file {str(options.pairs)!r} is another output; choose another"
+            )
+        FileFormat.of(options.pairs)
+    for name, path in named:
         if path.resolve() == source:
             raise UnsupportedFormatError(f"the {name} {str(path)!r} is the input; choose another")
     FileFormat.of(options.output)
@@ -560,15 +582,53 @@ def deduplicate(options: DedupOptions, settings: Settings | None = None) -> Summ
             if options.mode == "stories":
                 summary.written = _final_pass(batch, first, final)
                 first.unlink()
+            if options.pairs is not None:
+                summary.pairs = _write_pairs(engine, _beside(options.pairs, ".partial"))
             os.replace(final, output)
+            if options.pairs is not None:
+                os.replace(_beside(options.pairs, ".partial"), options.pairs)
         except BaseException:
             first.unlink(missing_ok=True)
             final.unlink(missing_ok=True)
+            if options.pairs is not None:
+                _beside(options.pairs, ".partial").unlink(missing_ok=True)
             raise
         accepted = sum(summary.statuses.values())
         summary.already_stored = accepted - (engine.counts()["articles"] - stored_before)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+PAIR_FIELDS = ("id", "copy_of", "jaccard", "containment")
+
+
+def _write_pairs(engine: Engine, path: Path) -> int:
+    """Every copy pair of the store into ``path`` (format by extension); returns the count."""
+    file_format = FileFormat.of(path.with_name(path.name.removesuffix(".partial")))
+    schema = None
+    if file_format.kind == "parquet":
+        import pyarrow as pa
+
+        schema = pa.schema(
+            [
+                ("id", pa.string()),
+                ("copy_of", pa.string()),
+                ("jaccard", pa.float64()),
+                ("containment", pa.float64()),
+            ]
+        )
+    written = 0
+    with open_writer(path, file_format, columns=PAIR_FIELDS, schema=schema) as writer:
+        chunk: list[Record] = []
+        for pair in engine.copy_pairs():
+            chunk.append(dict(zip(PAIR_FIELDS, pair, strict=True)))
+            if len(chunk) >= 10_000:
+                writer.write(chunk)
+                written += len(chunk)
+                chunk = []
+        writer.write(chunk)
+        written += len(chunk)
+    return written
 
 
 @contextmanager
@@ -890,6 +950,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         f"{MAX_AUTO_WORKERS})",
     )
     parser.add_argument(
+        "--pairs",
+        type=Path,
+        metavar="PATH",
+        help="also write every verified copy pair (id, copy_of, jaccard, containment) the "
+        "store holds at the end: the pairwise answer, where duplicate_of names the group's "
+        "original; format by extension",
+    )
+    parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar and no summary table"
     )
 
@@ -935,6 +1003,7 @@ def options_from(args: argparse.Namespace) -> DedupOptions:
         batch_size=args.batch_size,
         progress=not args.quiet and sys.stderr.isatty(),
         workers=args.workers,
+        pairs=args.pairs,
     )
 
 

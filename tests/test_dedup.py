@@ -402,6 +402,59 @@ def test_bad_records_go_to_the_rejects_file_and_the_run_goes_on(
     assert (summary.read, summary.written, summary.rejected) == (16, 8, 8)
 
 
+@pytest.mark.parametrize("pairs_name", ["pairs.csv", "pairs.jsonl", "pairs.parquet"])
+def test_pairs_file_lists_every_verified_copy_like_the_service(
+    tmp_path: Path, articles: list[dict[str, Any]], pairs_name: str
+) -> None:
+    source = write(tmp_path / "in.jsonl", articles)
+    target = tmp_path / pairs_name
+    summary = deduplicate(options(source, tmp_path / "out.jsonl", batch_size=5, pairs=target))
+    with Engine.open(tmp_path / "reference", mode="dedup") as engine:
+        verdicts = [
+            engine.ingest(
+                Article(
+                    id=record["id"],
+                    text=record["text"],
+                    title=record.get("title"),
+                    url=record.get("url"),
+                    source=record.get("source"),
+                    published_at=parse_timestamp(record.get("published_at")),
+                )
+            )
+            for record in articles
+        ]
+    wanted = [
+        (verdict.id, listed.id, listed.jaccard, listed.containment)
+        for verdict in verdicts
+        for listed in verdict.copies
+    ]
+    written = [
+        (record["id"], record["copy_of"], float(record["jaccard"]), float(record["containment"]))
+        for record in read(target)
+    ]
+    # Each article's copies in arrival order of the copy; every exact and near-duplicate
+    # of the corpus has at least one.
+    assert sorted(written) == sorted(wanted)
+    assert summary.pairs == len(wanted) >= 16
+    assert {pair[0] for pair in written} == {
+        verdict.id for verdict in verdicts if verdict.status.endswith("duplicate")
+    }
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_pairs_file_must_not_overwrite_the_input_or_the_output(
+    tmp_path: Path, articles: list[dict[str, Any]]
+) -> None:
+    source = write(tmp_path / "in.jsonl", articles)
+    for clash in (source, tmp_path / "out.jsonl"):
+        code = run(
+            _args(str(source), "-o", str(tmp_path / "out.jsonl"), "--pairs", str(clash)),
+            stream=io.StringIO(),
+        )
+        assert code == EXIT_USAGE
+    assert source.read_bytes() == write(tmp_path / "again.jsonl", articles).read_bytes()
+
+
 def _args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     configure_parser(parser)
