@@ -578,6 +578,9 @@ def deduplicate(options: DedupOptions, settings: Settings | None = None) -> Summ
         batch = _Batch(options, engine, rejects, summary)
         stored_before = engine.counts()["articles"]
         try:
+            if options.pairs is not None:
+                # Created now, so an unwritable place fails before the run, not after it.
+                _beside(options.pairs, ".partial").touch()
             _first_pass(batch, reader, first, pool)
             if options.mode == "stories":
                 summary.written = _final_pass(batch, first, final)

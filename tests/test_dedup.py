@@ -453,6 +453,17 @@ def test_pairs_file_must_not_overwrite_the_input_or_the_output(
         )
         assert code == EXIT_USAGE
     assert source.read_bytes() == write(tmp_path / "again.jsonl", articles).read_bytes()
+    # A pairs file that cannot be written fails the run before it starts, and leaves nothing.
+    stream = io.StringIO()
+    nowhere = tmp_path / "missing" / "pairs.csv"
+    code = run(
+        _args(
+            str(source), "-o", str(tmp_path / "o.jsonl"), "--mode", "dedup", "--pairs", str(nowhere)
+        ),
+        stream=stream,
+    )
+    assert code == EXIT_FAILED and "pairs.csv.partial" in stream.getvalue()
+    assert not (tmp_path / "o.jsonl").exists() and not list(tmp_path.glob("*.partial"))
 
 
 def _args(*argv: str) -> argparse.Namespace:
