@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     story_threshold: float | None = Field(None, gt=0.0, lt=1.0)
     near_duplicate_threshold: float | None = Field(None, gt=0.0, le=1.0)
     containment_threshold: float | None = Field(None, gt=0.0, le=1.0)
+    min_length_ratio: float | None = Field(None, gt=0.0, le=1.0)
     story_window_days: float | None = Field(None, gt=0.0)
     canonical_policy: Literal["central", "earliest"] | None = None
     embed_max_tokens: int | None = Field(None, ge=16, le=512)
@@ -71,6 +72,7 @@ class Settings(BaseSettings):
             "story_threshold",
             "near_duplicate_threshold",
             "containment_threshold",
+            "min_length_ratio",
             "story_window_days",
             "canonical_policy",
             "embed_max_tokens",
