@@ -1006,25 +1006,23 @@ def run_neardup(
     verified = {
         pair for pair in predicted if compared[pair] is not None and compared[pair].near_duplicate
     }
-    verified_jaccard = {
-        pair
-        for pair in verified
-        if compared[pair] is not None and compared[pair].jaccard >= threshold
-    }
+    verified_jaccard = {pair for pair in verified if compared[pair].jaccard >= threshold}
+
+    def pair(a: str, b: str) -> tuple[int, int]:
+        i, j = position[a], position[b]
+        return (min(i, j), max(i, j))
+
     direct: set[tuple[int, int]] = set()
-    for verdict in verdicts:
-        if verdict.duplicate_of is not None:
-            a, b = position[verdict.id], position[verdict.duplicate_of]
-            direct.add((min(a, b), max(a, b)))
     # The verdicts' own pairwise answer: each article with every copy it lists.
     listed: set[tuple[int, int]] = set()
     listed_jaccard: set[tuple[int, int]] = set()
     for verdict in verdicts:
+        if verdict.duplicate_of is not None:
+            direct.add(pair(verdict.id, verdict.duplicate_of))
         for copy in verdict.copies:
-            a, b = position[verdict.id], position[copy.id]
-            listed.add((min(a, b), max(a, b)))
+            listed.add(pair(verdict.id, copy.id))
             if copy.jaccard >= threshold:
-                listed_jaccard.add((min(a, b), max(a, b)))
+                listed_jaccard.add(pair(verdict.id, copy.id))
     exact_truth = truth.exact_pairs()
     below = sorted(truth.pairs.get(pair, 0.0) for pair in predicted - near_truth)
     result: dict[str, Any] = {

@@ -817,11 +817,12 @@ class Engine:
         verified.sort(key=lambda item: (-item[1], -item[2], item[0]))
         return -best[2], tuple(verified[:MAX_LISTED_COPIES])
 
-    def _verified_copies(
-        self, prepared: _Prepared, candidates: npt.NDArray[np.int64]
-    ) -> tuple[int | None, tuple[_Copy, ...]]:
-        """:meth:`_best_group` over stored LSH ``candidates``."""
-        if prepared.shingles.size < self.params.min_shingles or candidates.size == 0:
+    def _verified_copies(self, prepared: _Prepared) -> tuple[int | None, tuple[_Copy, ...]]:
+        """:meth:`_best_group` over the stored articles the LSH index names."""
+        if prepared.shingles.size < self.params.min_shingles:
+            return None, ()
+        candidates = self._lsh.query(prepared.signature)
+        if candidates.size == 0:
             return None, ()
         candidate_rows = self._store.copy_candidates(int(row) for row in candidates)
         return self._best_group(prepared, candidate_rows)
@@ -829,9 +830,7 @@ class Engine:
     def _find_copy(self, prepared: _Prepared) -> tuple[ArticleRow, float, tuple[_Copy, ...]] | None:
         """The original of the near-duplicate group this text verifies against, if any,
         its Jaccard similarity to it, and the verified copies."""
-        if prepared.shingles.size < self.params.min_shingles:
-            return None
-        group, copies = self._verified_copies(prepared, self._lsh.query(prepared.signature))
+        group, copies = self._verified_copies(prepared)
         if group is None:
             return None
         found = self._store.article(group)
@@ -849,7 +848,7 @@ class Engine:
             original_row = exact.original_row if exact.original_row is not None else exact.row
             original = exact if original_row == exact.row else self._store.article(original_row)
             assert original is not None
-            _group, copies = self._verified_copies(prepared, self._lsh.query(prepared.signature))
+            _group, copies = self._verified_copies(prepared)
             return _Decision(
                 "exact_duplicate",
                 original.story_row,

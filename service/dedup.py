@@ -558,6 +558,8 @@ def deduplicate(options: DedupOptions, settings: Settings | None = None) -> Summ
     output = options.output
     final = _beside(output, ".partial")
     first = _beside(output, ".pass1.partial") if options.mode == "stories" else final
+    # (target, partial) of the pairs file, when one is asked for.
+    pairs = None if options.pairs is None else (options.pairs, _beside(options.pairs, ".partial"))
     with ExitStack() as stack:
         stack.enter_context(_fewer_collections())
         reader = stack.enter_context(open_reader(options.input))
@@ -578,23 +580,23 @@ def deduplicate(options: DedupOptions, settings: Settings | None = None) -> Summ
         batch = _Batch(options, engine, rejects, summary)
         stored_before = engine.counts()["articles"]
         try:
-            if options.pairs is not None:
+            if pairs is not None:
                 # Created now, so an unwritable place fails before the run, not after it.
-                _beside(options.pairs, ".partial").touch()
+                pairs[1].touch()
             _first_pass(batch, reader, first, pool)
             if options.mode == "stories":
                 summary.written = _final_pass(batch, first, final)
                 first.unlink()
-            if options.pairs is not None:
-                summary.pairs = _write_pairs(engine, _beside(options.pairs, ".partial"))
+            if pairs is not None:
+                summary.pairs = _write_pairs(engine, pairs[1], FileFormat.of(pairs[0]))
             os.replace(final, output)
-            if options.pairs is not None:
-                os.replace(_beside(options.pairs, ".partial"), options.pairs)
+            if pairs is not None:
+                os.replace(pairs[1], pairs[0])
         except BaseException:
             first.unlink(missing_ok=True)
             final.unlink(missing_ok=True)
-            if options.pairs is not None:
-                _beside(options.pairs, ".partial").unlink(missing_ok=True)
+            if pairs is not None:
+                pairs[1].unlink(missing_ok=True)
             raise
         accepted = sum(summary.statuses.values())
         summary.already_stored = accepted - (engine.counts()["articles"] - stored_before)
@@ -605,9 +607,8 @@ def deduplicate(options: DedupOptions, settings: Settings | None = None) -> Summ
 PAIR_FIELDS = ("id", "copy_of", "jaccard", "containment")
 
 
-def _write_pairs(engine: Engine, path: Path) -> int:
-    """Every copy pair of the store into ``path`` (format by extension); returns the count."""
-    file_format = FileFormat.of(path.with_name(path.name.removesuffix(".partial")))
+def _write_pairs(engine: Engine, path: Path, file_format: FileFormat) -> int:
+    """Every copy pair of the store into ``path`` in ``file_format``; returns the count."""
     schema = None
     if file_format.kind == "parquet":
         import pyarrow as pa
