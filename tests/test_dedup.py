@@ -123,22 +123,22 @@ def annotations(records: list[dict[str, Any]], id_field: str = "id") -> dict[str
     }
 
 
+def _article_of(record: dict[str, Any]) -> Article:
+    """The article the service gets for a corpus record."""
+    return Article(
+        id=record["id"],
+        text=record["text"],
+        title=record.get("title"),
+        url=record.get("url"),
+        source=record.get("source"),
+        published_at=parse_timestamp(record.get("published_at")),
+    )
+
+
 def service_verdicts(engine: Engine, records: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
     """What the service answers one article at a time: status, duplicate_of and cluster at
     ingest, canonical as stored once all are in."""
-    ingested = []
-    for record in records:
-        verdict = engine.ingest(
-            Article(
-                id=record["id"],
-                text=record["text"],
-                title=record.get("title"),
-                url=record.get("url"),
-                source=record.get("source"),
-                published_at=parse_timestamp(record.get("published_at")),
-            )
-        )
-        ingested.append(verdict)
+    ingested = [engine.ingest(_article_of(record)) for record in records]
     return {
         verdict.id: (
             verdict.status,
@@ -410,19 +410,7 @@ def test_pairs_file_lists_every_verified_copy_like_the_service(
     target = tmp_path / pairs_name
     summary = deduplicate(options(source, tmp_path / "out.jsonl", batch_size=5, pairs=target))
     with Engine.open(tmp_path / "reference", mode="dedup") as engine:
-        verdicts = [
-            engine.ingest(
-                Article(
-                    id=record["id"],
-                    text=record["text"],
-                    title=record.get("title"),
-                    url=record.get("url"),
-                    source=record.get("source"),
-                    published_at=parse_timestamp(record.get("published_at")),
-                )
-            )
-            for record in articles
-        ]
+        verdicts = [engine.ingest(_article_of(record)) for record in articles]
     wanted = [
         (verdict.id, listed.id, listed.jaccard, listed.containment)
         for verdict in verdicts

@@ -406,25 +406,25 @@ def test_query_then_insert_many_equals_query_and_insert_one_at_a_time(stored: in
             index.insert_many(rows, old[rows - 1])
         for row in range(1, stored + 1, 7):
             index.remove(row)
-    for first, count in ((stored + 1, 300), (stored + 301, 1), (stored + 305, 600)):
-        new = signatures(count)
-        keys = np.arange(first, first + count, dtype=np.int64)
+
+    def both_ways(
+        keys: npt.NDArray[np.int64], new: npt.NDArray[np.uint64]
+    ) -> list[npt.NDArray[np.int64]]:
+        """``many`` answers the batch at once; ``one`` the same one key at a time."""
         expected = []
         for key, signature in zip(keys, new, strict=True):
             expected.append(one.query(signature))
             one.insert(int(key), signature)
         found = many.query_then_insert_many(keys, new)
         assert [result.tolist() for result in found] == [result.tolist() for result in expected]
+        return found
+
+    for first, count in ((stored + 1, 300), (stored + 301, 1), (stored + 305, 600)):
+        keys = np.arange(first, first + count, dtype=np.int64)
+        found = both_ways(keys, signatures(count))
         assert sum(result.size for result in found) > count // 4
     # Keys not above every stored one: the loop, same results.
-    again = signatures(50)
-    keys = np.arange(3, 103, 2, dtype=np.int64)
-    expected = []
-    for key, signature in zip(keys, again, strict=True):
-        expected.append(one.query(signature))
-        one.insert(int(key), signature)
-    found = many.query_then_insert_many(keys, again)
-    assert [result.tolist() for result in found] == [result.tolist() for result in expected]
+    both_ways(np.arange(3, 103, 2, dtype=np.int64), signatures(50))
     probe = signatures(30)
     assert [many.query(s).tolist() for s in probe] == [one.query(s).tolist() for s in probe]
     assert len(many) == len(one)
