@@ -22,9 +22,11 @@ Why these features (measured on the dev sets, see ``benchmarks/README.md``):
 
 Clustering also weighs event-time conflicts read from the texts (:mod:`index.dates`:
 no year in common, no weekday in common) against every member compared, as penalties on
-the logit (:func:`clustering_probability`). They separate same-topic events that content
-cannot (the seeds; ECB+'s two events per topic) but lower the pair score's agreement with
-SemEval's judgements, so the pair score (:func:`story_probability`) leaves them out.
+the logit (:func:`clustering_probability`), and, between articles in one language, term
+overlap above or below a neutral level. Both separate same-topic events that dense
+similarity cannot (the seeds; ECB+'s two events per topic) but lower the pair score's
+agreement with SemEval's judgements, so the pair score (:func:`story_probability`) leaves
+them out.
 
 The same features describe a pair of articles (:func:`pair_features`, behind
 ``Engine.similarity``): a one-member story, whose best member is its centroid.
@@ -127,12 +129,20 @@ def story_probability(features: StoryFeatures, params: Parameters) -> float:
 def clustering_probability(
     features: StoryFeatures, conflicts: Conflicts, params: Parameters
 ) -> float:
-    """The story similarity that clustering decides on: with the event-time conflicts."""
+    """The story similarity that clustering decides on: with the event-time conflicts and,
+    within one language, the term-overlap evidence."""
+    return _logistic(clustering_logit(features, conflicts, params))
+
+
+def clustering_logit(features: StoryFeatures, conflicts: Conflicts, params: Parameters) -> float:
+    """The logit of :func:`clustering_probability`."""
     logit = _logit(features, params) + sum(
         weight * value
         for weight, value in zip(params.story_conflict_weights, conflicts.vector(), strict=True)
     )
-    return _logistic(logit)
+    if not features.cross_language:
+        logit += params.story_overlap_weight * (features.lexical_best - params.story_overlap_center)
+    return logit
 
 
 def _logit(features: StoryFeatures, params: Parameters) -> float:

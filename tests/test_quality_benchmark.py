@@ -234,3 +234,35 @@ def test_disk_cache_keeps_precisions_apart(tmp_path: Path) -> None:
     assert bf16.calls == 1  # another dtype never reads float32 vectors
     cached.save()
     assert len(list(tmp_path.glob("embeddings-*.npz"))) == 2
+
+
+def test_offline_ceiling_recovers_two_clear_stories() -> None:
+    from benchmarks.ecb_ceiling import offline
+
+    gold = ["a", "a", "a", "b", "b"]
+    logits = np.full((5, 5), -4.0)
+    for i, j in itertools.combinations(range(5), 2):
+        if gold[i] == gold[j]:
+            logits[i, j] = logits[j, i] = 3.0
+    np.fill_diagonal(logits, 0.0)
+    scores = offline(logits, gold, "average", [-5.0, 0.0, 4.0])
+    assert scores[0.0] == (pytest.approx(1.0), 2)
+    assert scores[-5.0][1] == 1  # everything merged
+    assert scores[4.0][1] == 5  # nothing merged
+
+
+def test_overlap_fit_follows_the_labels() -> None:
+    """The clustering-only term-overlap weight comes out positive where shared terms mark
+    the same event, and is held at 0 where they do not."""
+    from benchmarks.calibrate import fit_overlap
+    from index.params import STORY_CONFLICTS, STORY_FEATURES
+
+    rng = np.random.default_rng(3)
+    lexical = rng.uniform(0.0, 0.6, 400)
+    pairs = np.zeros((400, len(STORY_FEATURES)))
+    pairs[:, STORY_FEATURES.index("lexical_best")] = lexical
+    conflicts = np.zeros((400, len(STORY_CONFLICTS)))
+    weights = [0.0] * len(STORY_FEATURES)
+    same = lexical + rng.normal(0.0, 0.05, 400) > 0.3
+    assert fit_overlap(pairs, conflicts, same, weights, [0.0, 0.0], 100.0) > 5.0
+    assert fit_overlap(pairs, conflicts, ~same, weights, [0.0, 0.0], 100.0) == 0.0

@@ -17,6 +17,7 @@ from index.stories import (
     CandidateStory,
     Conflicts,
     Neighbour,
+    StoryFeatures,
     StoryQuery,
     candidate_stories,
     choose_story,
@@ -182,6 +183,54 @@ def test_conflicts_lower_the_clustering_score_not_the_pair_score() -> None:
     assert joined_probability is not None and joined_probability >= params.story_threshold
     assert apart is None
     assert apart_probability is not None and apart_probability < params.story_threshold
+
+
+def test_term_overlap_weighs_on_clustering_within_one_language_only() -> None:
+    params = Parameters(story_overlap_weight=10.0, story_overlap_center=0.2)
+    base = StoryFeatures(0.9, 0.9, 0.2, 0.0, 0.0)
+    pair = story_probability(base, params)
+    # At the neutral point clustering scores what the pair score says.
+    assert clustering_probability(base, NO_CONFLICTS, params) == pytest.approx(pair)
+    shared = dataclasses.replace(base, lexical_best=0.5)
+    apart = dataclasses.replace(base, lexical_best=0.05)
+    assert clustering_probability(shared, NO_CONFLICTS, params) > story_probability(shared, params)
+    assert clustering_probability(apart, NO_CONFLICTS, params) < story_probability(apart, params)
+    # Across languages words do not overlap: no evidence either way.
+    for features in (shared, apart):
+        across = dataclasses.replace(features, cross_language=1.0)
+        assert clustering_probability(across, NO_CONFLICTS, params) == pytest.approx(
+            story_probability(across, params)
+        )
+
+
+def test_shared_names_decide_between_two_same_topic_stories() -> None:
+    """The story closer by meaning wins without term-overlap evidence (the default); with
+    it (as ``calibrate.py --overlap fit`` measures it) the one whose member shares the
+    article's terms wins, and the closer story, sharing none, is not joined at all."""
+    dense_only = Parameters()
+    assert dense_only.story_overlap_weight == 0.0
+    overlap = dense_only.replace(story_overlap_weight=14.0, story_overlap_center=0.18)
+    query = _query(_unit(1, 0), _terms(*range(1, 21)))
+    stories = {
+        5: CandidateStory(_unit(1, 0.5934), 0.0, 0.0),  # centroid cosine 0.86
+        6: CandidateStory(_unit(1, 0.4556), 0.0, 0.0),  # centroid cosine 0.91
+    }
+    same_names = [_neighbour(5, 0.86, _terms(*range(1, 17), 40, 41, 42, 43))]
+    other_names = [_neighbour(6, 0.92, _terms(*range(50, 70)))]
+    both = [(6, other_names), (5, same_names)]
+    assert choose_story(query, both, stories, dense_only, None)[0] == 6
+    assert choose_story(query, [(6, other_names)], stories, dense_only, None)[0] == 6
+    assert choose_story(query, both, stories, overlap, None)[0] == 5
+    row, probability = choose_story(query, [(6, other_names)], stories, overlap, None)
+    assert row is None
+    assert probability is not None and probability < overlap.story_threshold
+
+
+def test_parameters_refuse_overlap_evidence_out_of_range() -> None:
+    with pytest.raises(ParameterError, match="story_overlap_weight"):
+        Parameters(story_overlap_weight=-1.0)
+    with pytest.raises(ParameterError, match="story_overlap_center"):
+        Parameters(story_overlap_center=1.5)
 
 
 def test_parameters_refuse_a_conflict_weight_that_favours_a_story() -> None:
