@@ -23,16 +23,16 @@ import json
 import logging
 import os
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any
 
-import numba
 import numpy as np
 import numpy.typing as npt
 
 from index.errors import IndexMismatchError, ParameterError
+from index.native import native
 
 if TYPE_CHECKING:
     import datasketch
@@ -40,8 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_WEIGHTS", "LSHIndex", "MinHasher", "containment", "jaccard"]
 
 logger = logging.getLogger(__name__)
-
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 U32 = npt.NDArray[np.uint32]
 U64 = npt.NDArray[np.uint64]
@@ -67,12 +65,7 @@ _BUFFER_ROWS = 512
 _SNAPSHOT_FORMAT = 1
 
 
-def _native(function: _F) -> _F:
-    """Compile with numba, cached on disk and without the GIL (typed for mypy)."""
-    return cast(_F, numba.njit(cache=True, nogil=True)(function))
-
-
-@_native
+@native
 def _signature_kernel(
     values: npt.NDArray[Any],
     offsets: I64,
@@ -96,7 +89,7 @@ def _signature_kernel(
             out[d, p] = smallest
 
 
-@_native
+@native
 def _signature_one(values: npt.NDArray[Any], a: U64, b: U64) -> U64:
     out = np.full((1, a.shape[0]), _MAX_HASH, dtype=np.uint64)
     _signature_kernel(values, np.array([0, values.shape[0]], dtype=np.int64), a, b, out)
@@ -104,7 +97,7 @@ def _signature_one(values: npt.NDArray[Any], a: U64, b: U64) -> U64:
     return signature
 
 
-@_native
+@native
 def _band_kernel(signatures: U64, bands: int, rows: int) -> U32:
     out = np.empty((signatures.shape[0], bands), dtype=np.uint32)
     for d in range(signatures.shape[0]):
@@ -119,7 +112,7 @@ def _band_kernel(signatures: U64, bands: int, rows: int) -> U32:
     return out
 
 
-@_native
+@native
 def _probe_run(hashes: U32, slots: U32, query: U32, alive: npt.NDArray[np.bool_]) -> I64:
     bands = hashes.shape[0]
     size = hashes.shape[1]
@@ -150,7 +143,7 @@ def _probe_run(hashes: U32, slots: U32, query: U32, alive: npt.NDArray[np.bool_]
     return found[:count]
 
 
-@_native
+@native
 def _probe_buffer(buffer: U32, first_slot: int, query: U32, alive: npt.NDArray[np.bool_]) -> I64:
     found = np.empty(buffer.shape[0], dtype=np.int64)
     count = 0
@@ -166,7 +159,7 @@ def _probe_buffer(buffer: U32, first_slot: int, query: U32, alive: npt.NDArray[n
     return found[:count]
 
 
-@_native
+@native
 def _probe_run_many(
     hashes: U32, slots: U32, queries: U32, alive: npt.NDArray[np.bool_]
 ) -> tuple[I64, I64]:
@@ -187,7 +180,7 @@ def _probe_run_many(
     return which[:count], found[:count]
 
 
-@_native
+@native
 def _earlier_sharing_a_band(band_hashes: U32, first: int) -> tuple[I64, I64]:
     """(i, j) for every i >= ``first`` and j < i whose band hashes share a band with row
     i's (a pair once for each band shared)."""
@@ -216,7 +209,7 @@ def _earlier_sharing_a_band(band_hashes: U32, first: int) -> tuple[I64, I64]:
     return rows[:count], earlier[:count]
 
 
-@_native
+@native
 def _merge_rows(
     left_values: npt.NDArray[Any],
     left_slots: U32,
@@ -253,7 +246,7 @@ def _merge_rows(
             k += 1
 
 
-@_native
+@native
 def _find_in_run(
     run_keys: I64, key_slots: U32, alive: npt.NDArray[np.bool_], keys: I64, slots: I64
 ) -> None:
@@ -270,7 +263,7 @@ def _find_in_run(
             position += 1
 
 
-@_native
+@native
 def _find_in_buffer(
     buffered_keys: I64, first_slot: int, alive: npt.NDArray[np.bool_], keys: I64, slots: I64
 ) -> None:
@@ -283,7 +276,7 @@ def _find_in_buffer(
                 break
 
 
-@_native
+@native
 def _intersection_size(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> int:
     i = 0
     j = 0

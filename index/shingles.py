@@ -13,18 +13,15 @@ offsets) that releases the GIL, so a batch costs one native call and threads can
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, cast
+from collections.abc import Sequence
 
-import numba
 import numpy as np
 import numpy.typing as npt
 
 from index.errors import ParameterError
+from index.native import native
 
 __all__ = ["shingle_hashes", "shingle_hashes_many"]
-
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
@@ -43,12 +40,7 @@ _COMBINE = np.uint64(0x9E3779B97F4A7C15)
 _INSERTION_SORT_MAX = 32
 
 
-def _native(function: _F) -> _F:
-    """Compile with numba, cached on disk and without the GIL (typed for mypy)."""
-    return cast(_F, numba.njit(cache=True, nogil=True)(function))
-
-
-@_native
+@native
 def _mix(value: np.uint64) -> np.uint64:
     # The gamma is added first because the bare finalizer maps 0 to 0.
     z = value + _GAMMA
@@ -57,14 +49,14 @@ def _mix(value: np.uint64) -> np.uint64:
     return z ^ (z >> _S31)
 
 
-@_native
+@native
 def _is_space(byte: np.uint8) -> bool:
     # ASCII whitespace only: normalized text has no other separators, and every byte of a
     # multi-byte UTF-8 character is >= 0x80, so no character is ever split.
     return bool(byte == 32 or 9 <= byte <= 13)
 
 
-@_native
+@native
 def _token_hashes(
     data: npt.NDArray[np.uint8], spaceless: bool, tokens: npt.NDArray[np.uint64]
 ) -> int:
@@ -94,7 +86,7 @@ def _token_hashes(
     return count
 
 
-@_native
+@native
 def _sort(values: npt.NDArray[np.uint32], scratch: npt.NDArray[np.uint32]) -> None:
     """Sort in place; LSD radix sort (4 byte-wide passes) for all but tiny inputs.
 
@@ -130,7 +122,7 @@ def _sort(values: npt.NDArray[np.uint32], scratch: npt.NDArray[np.uint32]) -> No
     # An even number of passes leaves the result back in ``values``.
 
 
-@_native
+@native
 def _shingle_document(
     data: npt.NDArray[np.uint8],
     k: int,
@@ -161,7 +153,7 @@ def _shingle_document(
     return unique
 
 
-@_native
+@native
 def _shingle_one(data: npt.NDArray[np.uint8], k: int, spaceless: bool) -> npt.NDArray[np.uint32]:
     # A text of n bytes has at most n tokens, hence at most n shingles.
     out = np.empty(data.shape[0], dtype=np.uint32)
@@ -176,7 +168,7 @@ def _shingle_one(data: npt.NDArray[np.uint8], k: int, spaceless: bool) -> npt.ND
     return out[:count].copy()
 
 
-@_native
+@native
 def _shingle_many(
     data: npt.NDArray[np.uint8],
     offsets: npt.NDArray[np.int64],

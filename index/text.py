@@ -41,18 +41,20 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import itertools
 import logging
 import re
 import sys
 import unicodedata
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any, NamedTuple
 
-import numba
 import numpy as np
 import numpy.typing as npt
+
+from index.native import native
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +90,17 @@ DELETED_RANGES: tuple[tuple[int, int], ...] = (
 
 _SPACE = 0x20
 _DELETED = 0xFFFFFFFF
-# Planes 4 to 13 hold no assigned characters; skipping them halves the table build.
-_EMPTY_PLANES = (0x40000, 0xE0000)
+# The code points the tables are built from (half-open ranges): planes 4 to 13 hold no
+# assigned characters, and planes 15 and 16 only private-use ones (category Co, which the
+# Unicode stability policy fixes) and noncharacters; neither kind is mapped.
+_SCANNED_RANGES = ((0, 0x40000), (0xE0000, 0xF0000))
+# The categories that map a code point by themselves (to a digit, a space or nothing, or
+# to a space in the normalize table only); a code point of any other category maps only
+# when it is folded or deleted.
+_MAPPED_CATEGORIES = frozenset(
+    {"Cc", "Cf", "Cs", "Nd", "Zl", "Zp", "Zs"}
+    | {"Pc", "Pd", "Pe", "Pf", "Pi", "Po", "Ps", "Sc", "Sk", "Sm", "So"}
+)
 # Below this length str.translate beats the fixed cost of the numpy path (measured).
 _NUMPY_MIN_CHARS = 256
 # UTF-32 in the machine's byte order, so that its code units are numpy's native uint32.
@@ -128,6 +139,27 @@ class _Translation:
         return bytes(codes.tobytes()).decode(_UTF32)
 
 
+def _scanned() -> Iterator[int]:
+    return itertools.chain.from_iterable(range(low, high) for low, high in _SCANNED_RANGES)
+
+
+def _candidates(listed: set[int]) -> list[int]:
+    """The scanned code points, ascending, that are listed or of a mapped category.
+
+    The others are left as they are by :func:`_build_translations`; filtering them out
+    with C-level iteration (no Python code per code point) makes the build ~3x faster.
+    """
+    categorized = itertools.compress(
+        _scanned(),
+        map(_MAPPED_CATEGORIES.__contains__, map(unicodedata.category, map(chr, _scanned()))),
+    )
+    found = set(categorized)
+    found.update(
+        code for code in listed if any(low <= code < high for low, high in _SCANNED_RANGES)
+    )
+    return sorted(found)
+
+
 def _build_translations() -> tuple[_Translation, _Translation]:
     """The normalize mapping and the match mapping (the same, with punctuation kept).
 
@@ -141,7 +173,7 @@ def _build_translations() -> tuple[_Translation, _Translation]:
     normalize_table: dict[int, str | None] = {}
     match_table: dict[int, str | None] = {}
     normalize_lut = np.arange(sys.maxunicode + 1, dtype=np.uint32)
-    for code in (*range(_EMPTY_PLANES[0]), *range(_EMPTY_PLANES[1], sys.maxunicode + 1)):
+    for code in _candidates(set(folds) | deleted):
         char = chr(code)
         category = unicodedata.category(char)
         if category == "Cn":
@@ -269,7 +301,7 @@ def _build_fast_luts() -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
 _FAST_NORMALIZE, _FAST_MATCH = _build_fast_luts()
 
 
-@numba.njit(cache=True, nogil=True)
+@native
 def _fold_kernel(
     units: npt.NDArray[np.uint32], lut: npt.NDArray[np.uint32], out: npt.NDArray[np.uint32]
 ) -> int:
@@ -307,7 +339,7 @@ def _fast_fold(text: str, lut: npt.NDArray[np.uint32]) -> str | None:
     return out[:count].tobytes().decode(_UTF32)
 
 
-@numba.njit(cache=True, nogil=True)
+@native
 def _fold_many_kernel(
     units: npt.NDArray[np.uint32],
     ends: npt.NDArray[np.int64],

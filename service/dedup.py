@@ -41,6 +41,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import logging
 import multiprocessing
@@ -1011,6 +1012,19 @@ def options_from(args: argparse.Namespace) -> DedupOptions:
     )
 
 
+def _no_collections_at_exit() -> None:
+    """Freeze every object when the interpreter exits, before its final collections.
+
+    The command ends the process, and those collections went over every object alive,
+    the imports' (numba's above all) included: 0.33 s between the run's end and the
+    process's on SaudiNewsNet, 0.07 s with this. What they would free, exiting frees;
+    objects in reference cycles go without their finalizers, which Python does not promise
+    at exit anyway (every file a run writes is closed before it returns).
+    """
+    atexit.unregister(gc.freeze)  # once, however many runs
+    atexit.register(gc.freeze)
+
+
 def run(args: argparse.Namespace, *, stream: TextIO | None = None) -> int:
     """Run ``samestory dedup`` for parsed arguments; returns the exit code.
 
@@ -1018,6 +1032,7 @@ def run(args: argparse.Namespace, *, stream: TextIO | None = None) -> int:
     """
     out = stream or sys.stderr
     options = options_from(args)
+    _no_collections_at_exit()
     try:
         summary = deduplicate(options)
     except ValidationError as error:
