@@ -12,6 +12,7 @@ kernel first uses it, so nothing numba compiles changes.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 import threading
 from collections.abc import Callable
@@ -57,4 +58,7 @@ def _load_registries() -> None:
         arraymath._HAVE_BLAS = importlib.util.find_spec(_BLAS_MODULE) is not None
 
 
-_load_registries()
+try:
+    _load_registries()
+except Exception:  # numba internals moved: its first dispatch loads them itself
+    logging.getLogger(__name__).debug("numba registries not preloaded", exc_info=True)
