@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     story_window_days: float | None = Field(None, gt=0.0)
     canonical_policy: Literal["central", "earliest"] | None = None
     embed_max_tokens: int | None = Field(None, ge=16, le=512)
+    embed_prompt: str | None = Field(
+        None,
+        max_length=64,
+        description="prefix of every embedded text; none by default (a store embedded "
+        "with 'query: ', the default before 2026-11-23, opens only with that)",
+    )
     embed_batch_size: int | None = Field(
         None, ge=1, le=8_192, description="texts per forward pass; default 32 on CPU, 512 on CUDA"
     )
@@ -76,6 +82,7 @@ class Settings(BaseSettings):
             "story_window_days",
             "canonical_policy",
             "embed_max_tokens",
+            "embed_prompt",
             "embed_batch_size",
         ):
             value = getattr(self, name)

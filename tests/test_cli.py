@@ -147,3 +147,17 @@ def test_threshold_settings_reach_the_engine_parameters(monkeypatch: pytest.Monk
     monkeypatch.setenv("SAMESTORY_MIN_LENGTH_RATIO", "1.5")
     with pytest.raises(ValueError, match="min_length_ratio"):
         Settings()
+
+
+def test_embed_prompt_setting_reopens_a_store_embedded_with_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from index.params import Parameters
+    from service.settings import Settings
+
+    assert Settings().parameters().embed_prompt == Parameters().embed_prompt == ""
+    monkeypatch.setenv("SAMESTORY_EMBED_PROMPT", "query: ")
+    params = Settings().parameters()
+    assert params.embed_prompt == "query: "
+    # What is embedded defines what is stored: a store keeps the prompt it was built with.
+    assert params.fingerprint() != Parameters().replace(model=params.model).fingerprint()
