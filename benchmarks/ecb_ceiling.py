@@ -60,8 +60,8 @@ def pair_logits(documents: Sequence[PreparedDocument], params: Any) -> npt.NDArr
     """Symmetric matrix of the clustering logit of every pair (diagonal 0)."""
     from index.stories import clustering_logit, pair_conflicts, pair_features
 
-    frequencies = corpus_frequencies(documents)
     queries = [document.query for document in documents]
+    frequencies = corpus_frequencies(queries)
     matrix = np.stack([query.embedding for query in queries]).astype(np.float64)
     dense = matrix @ matrix.T
     logits = np.zeros((len(queries), len(queries)))

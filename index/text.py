@@ -46,7 +46,7 @@ import logging
 import re
 import sys
 import unicodedata
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any, NamedTuple
@@ -160,11 +160,13 @@ def _candidates(listed: set[int]) -> list[int]:
     return sorted(found)
 
 
-def _build_translations() -> tuple[_Translation, _Translation]:
+def _build_translations(codes: Iterable[int] | None = None) -> tuple[_Translation, _Translation]:
     """The normalize mapping and the match mapping (the same, with punctuation kept).
 
     Each code point becomes itself, another code point, a space or nothing; whitespace
-    and control characters become spaces.
+    and control characters become spaces. ``codes``: the code points to look at, in
+    ascending order; by default only those that can map (:func:`_candidates`), which gives
+    the same tables as all of Unicode (tested).
     """
     folds = {
         ord(source): ord(target) for sources, target in ARABIC_LETTER_FOLDS for source in sources
@@ -173,7 +175,7 @@ def _build_translations() -> tuple[_Translation, _Translation]:
     normalize_table: dict[int, str | None] = {}
     match_table: dict[int, str | None] = {}
     normalize_lut = np.arange(sys.maxunicode + 1, dtype=np.uint32)
-    for code in _candidates(set(folds) | deleted):
+    for code in _candidates(set(folds) | deleted) if codes is None else codes:
         char = chr(code)
         category = unicodedata.category(char)
         if category == "Cn":

@@ -880,37 +880,18 @@ def test_split_lines_serves_clean_and_learnable_keys_alike(text: str) -> None:
 
 def test_translations_equal_a_scan_of_every_code_point() -> None:
     # The build looks only at some code points (see _SCANNED_RANGES and _candidates);
-    # a plain scan of all of Unicode must give the same tables, in the same order.
-    folds = {ord(s): ord(t) for sources, t in textlib.ARABIC_LETTER_FOLDS for s in sources}
-    deleted = {c for low, high in textlib.DELETED_RANGES for c in range(low, high + 1)}
-    normalize_table: dict[int, str | None] = {}
-    match_table: dict[int, str | None] = {}
-    for code in range(sys.maxunicode + 1):
-        char = chr(code)
-        category = unicodedata.category(char)
-        if category == "Cn":
-            continue
-        if code in folds:
-            target = folds[code]
-        elif code in deleted or category == "Cf":
-            target = textlib._DELETED
-        elif category == "Nd":
-            target = ord("0") + unicodedata.decimal(char)
-        elif category[0] == "Z" or category in ("Cc", "Cs"):
-            target = textlib._SPACE
-        elif category[0] in "PS":
-            normalize_table[code] = " "
-            continue
-        else:
-            continue
-        if target != code:
-            image = None if target == textlib._DELETED else chr(target)
-            normalize_table[code] = match_table[code] = image
-    built_normalize, built_match = textlib._build_translations()
-    assert list(built_normalize.table.items()) == list(normalize_table.items())
-    assert list(built_match.table.items()) == list(match_table.items())
-    for built in (built_normalize, built_match):
+    # the same build over all of Unicode must give the same tables, in the same order.
+    scanned = textlib._build_translations(range(sys.maxunicode + 1))
+    built = textlib._build_translations()
+    for full, filtered in zip(scanned, built, strict=True):
+        assert list(filtered.table.items()) == list(full.table.items())
+        assert np.array_equal(filtered.lut, full.lut)
+    for translation in built:
         expected = np.arange(sys.maxunicode + 1, dtype=np.uint32)
-        for code, replacement in built.table.items():
+        for code, replacement in translation.table.items():
             expected[code] = textlib._DELETED if replacement is None else ord(replacement)
-        assert np.array_equal(built.lut, expected)
+        assert np.array_equal(translation.lut, expected)
+    # Sanity: the tables map something of every kind (a fold, a deletion, a digit, a space).
+    normalize = built[0].table
+    assert normalize[ord("أ")] == "ا" and normalize[0x064B] is None
+    assert normalize[ord("٣")] == "3" and normalize[0x00A0] == " "
