@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -154,3 +155,149 @@ def test_serve_exits_when_the_engine_cannot_load(tmp_path: Path) -> None:
     out = output_of(process)
     assert "samestory: error: the engine failed to load" in out
     assert "does not exist" in out
+
+
+# -- a crash under concurrent load ---------------------------------------------------------
+
+_WORDS = (
+    "الوزارة المدينة القطار المطار الميناء الحكومة المجلس الشركة المستشفى الجامعة "
+    "أعلنت افتتحت قررت ناقشت أطلقت رفضت وافقت بدأت أكملت أجلت "
+    "مشروع خطة اتفاق مؤتمر برنامج مبنى طريق جسر مصنع معرض "
+    "الجديد الكبير الثاني الدولي الوطني الشمالي الجنوبي السريع الأول الأخير"
+)
+
+
+def _story_texts(count: int, seed: int) -> list[str]:
+    """Distinct synthetic reports: long enough to shingle, unrelated to each other."""
+    import random
+
+    rng = random.Random(seed)
+    words = _WORDS.split()
+    return [
+        " ".join(
+            " ".join(rng.choice(words) for _ in range(12)) + f" {story} {sentence}."
+            for sentence in range(6)
+        )
+        for story in range(count)
+    ]
+
+
+@dataclass
+class _LoadLog:
+    """What one load thread saw: the acknowledged state of its ids."""
+
+    present: dict[str, str] = field(default_factory=dict)
+    absent: set[str] = field(default_factory=set)
+    unknown: set[str] = field(default_factory=set)  # in flight when the server went away
+    failure: str | None = None
+
+
+def _load(base: str, owned: list[dict[str, str]], seed: int, log: _LoadLog) -> None:
+    """Ingest, delete and match this thread's own articles until the server goes away.
+
+    Each id belongs to one thread, so the order of its acknowledgements is the order the
+    server applied them in.
+    """
+    import random
+
+    rng = random.Random(seed)
+    with httpx.Client(base_url=base, timeout=60) as client:
+        while True:
+            article = rng.choice(owned)
+            key = article["id"]
+            try:
+                if key in log.present and rng.random() < 0.3:
+                    response = client.delete(f"/v1/articles/{key}")
+                    assert response.status_code == 204, response.text
+                    log.present.pop(key)
+                    log.absent.add(key)
+                elif rng.random() < 0.2:
+                    response = client.post("/v1/match", json=article)
+                    assert response.status_code == 200, response.text
+                else:
+                    response = client.post("/v1/articles", json=article)
+                    assert response.status_code == 200, response.text
+                    log.present[key] = article["text"]
+                    log.absent.discard(key)
+            except httpx.TransportError:
+                log.unknown.add(key)
+                return
+            except AssertionError as failure:
+                log.failure = str(failure)
+                return
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_a_kill_under_concurrent_load_loses_no_acknowledged_write(
+    server: tuple[subprocess.Popen[str], str, Path], default_model: Path
+) -> None:
+    import threading
+
+    process, base, data_dir = server
+    wait_ready(process, base)
+    stories = _story_texts(12, seed=7)
+    threads: list[threading.Thread] = []
+    logs: list[_LoadLog] = []
+    for worker in range(4):
+        # Each thread owns its ids: originals, exact copies and extended copies of shared
+        # stories, so the threads' articles still meet in duplicates and stories.
+        owned = [
+            {"id": f"w{worker}-{kind}-{story}", "text": text}
+            for story, original in enumerate(stories)
+            for kind, text in (
+                ("orig", original),
+                ("copy", original),
+                ("more", original + f" وأضاف المتحدث أن العمل سيستمر {worker}."),
+            )
+        ]
+        logs.append(_LoadLog())
+        threads.append(threading.Thread(target=_load, args=(base, owned, worker, logs[-1])))
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and sum(len(log.present) for log in logs) < 20:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    process.kill()  # SIGKILL: no shutdown, no snapshot
+    assert process.wait(timeout=30) == -signal.SIGKILL
+    output_of(process)
+    for thread in threads:
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+    assert [log.failure for log in logs if log.failure] == []
+
+    present = {
+        key: text for log in logs for key, text in log.present.items() if key not in log.unknown
+    }
+    absent = {key for log in logs for key in log.absent - log.unknown}
+    assert len(present) >= 10 and absent, "the load never got going"
+    restarted, base = serve(data_dir, default_model.parent)
+    try:
+        wait_ready(restarted, base)
+        with httpx.Client(base_url=base, timeout=60) as client:
+            for key, text in present.items():
+                stored = client.get(f"/v1/articles/{key}")
+                assert stored.status_code == 200, (key, stored.text)
+                assert stored.json()["article"]["text"] == text
+                cluster_id = stored.json()["verdict"]["cluster"]["id"]
+                cluster = client.get(f"/v1/clusters/{cluster_id}", params={"limit": 1000})
+                assert cluster.status_code == 200, cluster.text
+                members = {member["id"] for member in cluster.json()["members"]}
+                assert key in members
+                assert cluster.json()["canonical"]["id"] in members
+                assert cluster.json()["size"] == len(members)
+            for key in absent:
+                assert client.get(f"/v1/articles/{key}").status_code == 404, key
+            # The indexes came back with the record: a new copy of a stored text is found.
+            key, text = next(iter(present.items()))
+            again = client.post("/v1/articles", json={"id": "after-restart", "text": text})
+            assert again.status_code == 200
+            assert again.json()["status"] == "exact_duplicate"
+            original = client.get(f"/v1/articles/{again.json()['duplicate_of']}")
+            assert original.status_code == 200
+            assert original.json()["article"]["text"] == text
+    finally:
+        if restarted.poll() is None:
+            restarted.kill()
+        output_of(restarted)
