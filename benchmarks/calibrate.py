@@ -250,6 +250,7 @@ class OnlineReplay:
         self.frequencies = DocumentFrequencies()
         self.story_of: dict[int, int] = {}
         self.centroids: dict[int, npt.NDArray[np.float32]] = {}
+        self.sizes: dict[int, int] = {}
         self.seen: list[int] = []
 
     def neighbours(self, index: int) -> list[Any]:
@@ -286,6 +287,7 @@ class OnlineReplay:
         """Store document ``index`` in ``story`` (None: it opens its own)."""
         row = index if story is None else story
         self.story_of[index] = row
+        self.sizes[row] = self.sizes.get(row, 0) + 1
         embedding = self.documents[index].query.embedding
         self.centroids[row] = (
             embedding.copy() if row not in self.centroids else self.centroids[row] + embedding
@@ -293,6 +295,45 @@ class OnlineReplay:
         self.frequencies.add(self.documents[index].query.terms)
         self.seen.append(index)
         return row
+
+    def place_again(self, index: int, max_story_size: int) -> bool:
+        """Decide document ``index`` again against all other stored documents; True if moved.
+
+        Only a document whose story has at most ``max_story_size`` members is reconsidered.
+        It leaves its story (summed embedding and all), the engine's decision is taken for
+        it as for a new document, and it joins the story chosen, or goes back to its own
+        when none is (its document frequencies stay counted once).
+        """
+        from index.stories import candidate_stories, choose_story
+
+        row = self.story_of[index]
+        if self.sizes[row] > max_story_size:
+            return False
+        embedding = self.documents[index].query.embedding
+        del self.story_of[index]
+        self.seen.remove(index)
+        self.sizes[row] -= 1
+        if not self.sizes[row]:
+            del self.centroids[row], self.sizes[row]
+        else:
+            self.centroids[row] = self.centroids[row] - embedding
+        query = self.documents[index].query
+        candidates = candidate_stories(query, self.neighbours(index), self.params)
+        story, _probability = choose_story(
+            query,
+            candidates,
+            self.stories([r for r, _m in candidates]),
+            self.params,
+            self.frequencies,
+        )
+        target = row if story is None else story
+        self.story_of[index] = target
+        self.sizes[target] = self.sizes.get(target, 0) + 1
+        self.centroids[target] = (
+            embedding.copy() if target not in self.centroids else self.centroids[target] + embedding
+        )
+        self.seen.append(index)
+        return target != row
 
 
 def _undated(query: Any) -> Any:
@@ -328,19 +369,35 @@ def ecb_candidates(
     return np.array(rows), np.array(labels), np.array(topics)
 
 
-def replay_clustering(documents: Sequence[PreparedDocument], params: Any, seed: int) -> list[str]:
-    """Predicted story of each document when fed in the order of ``seed``."""
+def replay_clustering(
+    documents: Sequence[PreparedDocument],
+    params: Any,
+    seed: int,
+    *,
+    repair_every: int = 0,
+    repair_max_size: int = 1,
+) -> list[str]:
+    """Predicted story of each document when fed in the order of ``seed``.
+
+    With ``repair_every`` > 0, every that many documents (and at the end) each stored
+    document whose story has at most ``repair_max_size`` members is placed again
+    (:meth:`OnlineReplay.place_again`): a measure of what later repairs of early
+    decisions could gain, which the engine does not do.
+    """
     from index.stories import candidate_stories, choose_story
 
     order = list(range(len(documents)))
     random.Random(seed).shuffle(order)
     replay = OnlineReplay(documents, params)
-    for index in order:
+    for count, index in enumerate(order, start=1):
         query = documents[index].query
         candidates = candidate_stories(query, replay.neighbours(index), params)
         stories = replay.stories([row for row, _members in candidates])
         story, _probability = choose_story(query, candidates, stories, params, replay.frequencies)
         replay.add(index, story)
+        if repair_every and (count % repair_every == 0 or count == len(order)):
+            for stored in list(replay.seen):
+                replay.place_again(stored, repair_max_size)
     return [str(replay.story_of[i]) for i in range(len(documents))]
 
 

@@ -266,3 +266,34 @@ def test_overlap_fit_follows_the_labels() -> None:
     same = lexical + rng.normal(0.0, 0.05, 400) > 0.3
     assert fit_overlap(pairs, conflicts, same, weights, [0.0, 0.0], 100.0) > 5.0
     assert fit_overlap(pairs, conflicts, ~same, weights, [0.0, 0.0], 100.0) == 0.0
+
+
+def test_replay_repair_moves_a_singleton_that_a_later_document_bridges() -> None:
+    """Placed again, a one-member story joins the story a later document made close."""
+    from benchmarks.calibrate import OnlineReplay, PreparedDocument
+    from index.params import Parameters
+    from index.stories import StoryQuery, candidate_stories, choose_story
+
+    u = np.array([1.0, 0.0, 0.0], dtype=np.float32)
+    w = np.array([0.85, np.sqrt(1 - 0.85**2), 0.0], dtype=np.float32)  # cosine 0.85 with u
+    bridge = (u + w) / np.linalg.norm(u + w)  # cosine 0.96 with both
+    empty = np.zeros(0, dtype=np.uint32)
+    documents = [
+        PreparedDocument(StoryQuery(vector.astype(np.float32), empty, None, 0.0), gold)
+        for vector, gold in ((u, "a"), (w, "a"), (bridge, "a"))
+    ]
+    params = Parameters()
+    replay = OnlineReplay(documents, params)
+    replay.add(0, None)
+    candidates = candidate_stories(documents[1].query, replay.neighbours(1), params)
+    stories = replay.stories([row for row, _members in candidates])
+    story, probability = choose_story(documents[1].query, candidates, stories, params, None)
+    assert story is None and probability is not None and probability < params.story_threshold
+    replay.add(1, None)
+    replay.add(2, 0)
+    assert replay.story_of[1] != replay.story_of[0]
+    assert not replay.place_again(0, max_story_size=1)  # its story has two members
+    assert replay.place_again(1, max_story_size=1)
+    assert replay.story_of[1] == replay.story_of[0] == replay.story_of[2]
+    assert replay.sizes == {replay.story_of[0]: 3}
+    np.testing.assert_allclose(replay.centroids[replay.story_of[0]], u + w + bridge, rtol=1e-6)
