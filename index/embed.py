@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -180,7 +181,8 @@ class SentenceTransformerEmbedder:
         self._model.max_seq_length = max_seq_length
         self._tokenizer: Any = self._model.tokenizer
         self._direct = _direct_forward_supported(self._model)
-        self._backend = _truncating_backend(self._tokenizer, self._model.max_seq_length)
+        self._backend = _fast_backend(self._tokenizer)
+        self._backend_lock = threading.Lock()
         self._token_types = "token_type_ids" in getattr(self._tokenizer, "model_input_names", ())
         self.chunk_size = max(chunk_size, batch_size)
         self.dimension = _dimension(self._model)
@@ -270,7 +272,12 @@ class SentenceTransformerEmbedder:
         else through the transformers wrapper; both truncate the same way.
         """
         if self._backend is not None:
-            encodings = self._backend.encode_batch_fast(texts, add_special_tokens=True)
+            with self._backend_lock:
+                # The wrapper may have left padding (SentenceTransformer.encode pads) or
+                # another truncation set on the shared backend.
+                self._backend.no_padding()
+                self._backend.enable_truncation(self._model.max_seq_length)
+                encodings = self._backend.encode_batch_fast(texts, add_special_tokens=True)
             ids = [encoding.ids for encoding in encodings]
             if not self._token_types:
                 return ids, None
@@ -327,21 +334,19 @@ def _prefetch(pool: ThreadPoolExecutor, items: Iterator[_T], *, depth: int) -> I
         yield item
 
 
-def _truncating_backend(tokenizer: Any, max_length: int) -> Any:
-    """A copy of a fast tokenizer's Rust tokenizer that truncates to ``max_length``.
+def _fast_backend(tokenizer: Any) -> Any:
+    """A fast tokenizer's own Rust tokenizer, or None when it has none or it lacks
+    ``encode_batch_fast`` (tokenizers < 0.21).
 
-    None when the tokenizer has none or it lacks ``encode_batch_fast`` (tokenizers < 0.21).
-    The copy leaves the model's own tokenizer untouched.
+    It is shared with the transformers wrapper (no copy: parsing the tokenizer's JSON again
+    costs ~0.65 s of start-up for E5's 250k-piece vocabulary), which sets padding and
+    truncation on it per call and leaves them set, so :meth:`SentenceTransformerEmbedder._tokenize`
+    sets its own before every use.
     """
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None or not hasattr(backend, "encode_batch_fast"):
         return None
-    from tokenizers import Tokenizer
-
-    copy = Tokenizer.from_str(backend.to_str())
-    copy.no_padding()
-    copy.enable_truncation(max_length)
-    return copy
+    return backend
 
 
 def _direct_forward_supported(model: SentenceTransformer) -> bool:

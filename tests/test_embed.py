@@ -303,6 +303,21 @@ def test_rust_tokenizer_truncates_as_the_transformers_tokenizer(
     assert max(len(ids) for ids in fast) == 64
 
 
+@pytest.mark.model
+def test_rust_tokenizer_stays_unpadded_after_the_wrapper_pads(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    # The Rust tokenizer is shared with the transformers wrapper, which leaves padding set
+    # on it after SentenceTransformer.encode; lengths must still be the texts' own.
+    texts = ["query: " + text for text in [*TOKENIZER_CASES, " ".join(MULTILINGUAL) * 5]]
+    before, _ = embedder._tokenize(texts)
+    embedder._embed_with_encode(texts)  # pads its batches through the wrapper
+    assert embedder._backend.padding is not None
+    after, _ = embedder._tokenize(texts)
+    assert after == before
+    assert len({len(ids) for ids in after}) > 1
+
+
 def test_default_batch_size_follows_the_device() -> None:
     assert default_batch_size("cpu") == 32
     assert default_batch_size("cuda") == 512
