@@ -138,10 +138,10 @@ def test_threshold_settings_reach_the_engine_parameters(monkeypatch: pytest.Monk
     from index.params import Parameters
     from service.settings import Settings
 
-    monkeypatch.setenv("SAMESTORY_MIN_LENGTH_RATIO", "0.6")
+    monkeypatch.setenv("SAMESTORY_MIN_LENGTH_RATIO", "0.75")
     monkeypatch.setenv("SAMESTORY_CONTAINMENT_THRESHOLD", "0.95")
     params = Settings().parameters()
-    assert (params.min_length_ratio, params.containment_threshold) == (0.6, 0.95)
+    assert (params.min_length_ratio, params.containment_threshold) == (0.75, 0.95)
     # Thresholds decide, they do not define what is stored: the same store opens.
     assert params.fingerprint() == Parameters().replace(model=params.model).fingerprint()
     monkeypatch.setenv("SAMESTORY_MIN_LENGTH_RATIO", "1.5")

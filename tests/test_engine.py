@@ -175,6 +175,28 @@ def test_exact_and_near_duplicates_point_at_the_original(dedup_engine: Engine) -
     assert other.cluster.id != original.cluster.id
 
 
+def test_a_copy_cut_to_two_thirds_is_a_copy_and_a_lead_paragraph_is_not(
+    dedup_engine: Engine,
+) -> None:
+    words = " ".join(FLOOD).split()
+    dedup_engine.ingest(Article(id="full", text=" ".join(words)))
+    cut = dedup_engine.similarity(
+        Article(id="full", text=" ".join(words)),
+        Article(id="cut", text=" ".join(words[: len(words) * 65 // 100])),
+    )
+    assert cut.jaccard < Parameters().near_duplicate_threshold  # containment decides
+    assert cut.near_duplicate
+    two_thirds = dedup_engine.ingest(
+        Article(id="cut", text=" ".join(words[: len(words) * 65 // 100]))
+    )
+    assert (two_thirds.status, two_thirds.duplicate_of) == ("near_duplicate", "full")
+    lead = dedup_engine.ingest(Article(id="lead", text=FLOOD[0]))
+    assert lead.status == "new_story"  # a lead paragraph (a quarter) is no copy
+    assert not dedup_engine.similarity(
+        Article(id="a", text=" ".join(words)), Article(id="b", text=FLOOD[0])
+    ).near_duplicate
+
+
 def test_reingest_is_idempotent_and_reopen_keeps_verdicts(tmp_path: Path) -> None:
     articles = [
         _article("a", FLOOD),
