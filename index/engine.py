@@ -600,9 +600,11 @@ class Engine:
         with self._lock:
             if self._closed:
                 return
-            self.snapshot()
-            self._store.close()
-            self._closed = True
+            try:
+                self._snapshot_after_commit()
+            finally:
+                self._store.close()
+                self._closed = True
 
     def __enter__(self) -> Engine:
         return self
@@ -724,6 +726,18 @@ class Engine:
             tmp.write_text(json.dumps(state))
             tmp.replace(self._snapshot_dir / "state.json")
             self._since_snapshot = 0
+
+    def _snapshot_after_commit(self) -> None:
+        """:meth:`snapshot`, where a failure to write it must not undo what is committed.
+
+        The record is the truth and the snapshot only saves the next start a rebuild, so a
+        full or failing disk is logged and the snapshot tried again later (the next open
+        rebuilds from the record what an old snapshot lacks).
+        """
+        try:
+            self.snapshot()
+        except OSError as failure:
+            logger.warning("index snapshot not written (%s); next try after more writes", failure)
 
     # -- preparing --------------------------------------------------------------------------
 
@@ -1407,7 +1421,7 @@ class Engine:
                 raise
             self._since_snapshot += len(applied)
             if self._since_snapshot >= self._snapshot_every:
-                self.snapshot()
+                self._snapshot_after_commit()
             # What was stored just now is known; only the articles stored before are read.
             rows = {
                 item.article.id: VerdictRow(

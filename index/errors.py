@@ -84,3 +84,13 @@ class ModelError(SamestoryError):
 
 class StoreClosedError(SamestoryError):
     """The engine or its store was used after ``close()``."""
+
+
+class StorageFullError(SamestoryError):
+    """The record's disk (or SQLite's page limit) is full: the write was rolled back."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"the record's storage is full ({reason}): nothing of this request was stored; "
+            "free disk space where the data directory lives, then send it again"
+        )

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from index.errors import IndexMismatchError, StoreClosedError
+from index.errors import IndexMismatchError, StorageFullError, StoreClosedError
 
 logger = logging.getLogger(__name__)
 
@@ -790,9 +790,33 @@ class _Transaction:
         if self._depth:
             return
         if kind is None:
-            self._connection.execute("COMMIT")
-        else:
+            try:
+                self._connection.execute("COMMIT")
+            except sqlite3.Error as failure:
+                # SQLite may or may not have rolled the transaction back itself (SQLITE_FULL
+                # at COMMIT does; SQLITE_BUSY does not): never leave it open, or the next
+                # write would join it and never commit.
+                self._rollback()
+                raise _storage_error(failure) from failure
+            return
+        self._rollback()
+        if isinstance(error, sqlite3.Error):
+            replacement = _storage_error(error)
+            if replacement is not error:
+                raise replacement from error
+
+    def _rollback(self) -> None:
+        # After some errors (SQLITE_FULL, SQLITE_IOERR) SQLite has already rolled back.
+        if self._connection.in_transaction:
             self._connection.execute("ROLLBACK")
+
+
+def _storage_error(error: sqlite3.Error) -> Exception:
+    """:class:`StorageFullError` for a full disk or page limit, else ``error`` itself."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL or "database or disk is full" in str(error):
+        return StorageFullError(str(error))
+    return error
 
 
 def _story_values(story: StoryRow) -> tuple[object, ...]:

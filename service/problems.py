@@ -32,6 +32,7 @@ from index.errors import (
     ModelError,
     ParameterError,
     SamestoryError,
+    StorageFullError,
     StoreClosedError,
     StoryNotFoundError,
 )
@@ -85,6 +86,7 @@ ENGINE_PROBLEMS: tuple[tuple[type[SamestoryError], ProblemKind], ...] = (
     (PayloadTooLargeError, ProblemKind(413, "payload-too-large", "Payload too large")),
     (NotReadyError, ProblemKind(503, "not-ready", "Service not ready")),
     (StoreClosedError, ProblemKind(503, "shutting-down", "Service shutting down")),
+    (StorageFullError, ProblemKind(503, "storage-full", "Storage full")),
     (ModelError, ProblemKind(503, "model-unavailable", "Embedding model unavailable")),
     (ParameterError, ProblemKind(500, "misconfigured", "Service misconfigured")),
     (IndexMismatchError, ProblemKind(500, "index-mismatch", "Stored data does not match")),

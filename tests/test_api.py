@@ -714,3 +714,26 @@ def test_concurrent_ingests_are_micro_batched(stories_client: TestClient) -> Non
     assert [verdict["id"] for verdict in verdicts] == [f"conc-{number}" for number in range(12)]
     assert all(verdict["stored"] for verdict in verdicts)
     assert engine_calls() - before < 12
+
+
+def test_a_full_disk_answers_503_storage_full_and_the_service_goes_on(
+    dedup_client: TestClient,
+) -> None:
+    assert dedup_client.post("/v1/articles", json=body("bridge")).status_code == 200
+    engine = dedup_client.app.state.runtime.engine  # type: ignore[attr-defined]
+    connection = engine._store._connection
+    pages = connection.execute("PRAGMA page_count").fetchone()[0]
+    connection.execute(f"PRAGMA max_page_count={pages + 1}")
+    long_market = " ".join(f"{MARKET} ({i})" for i in range(40))
+
+    refused = dedup_client.post("/v1/articles", json=body("market", long_market))
+    problem = assert_problem(refused, 503, "storage-full", "nothing of this request was stored")
+    assert refused.headers["retry-after"] == "5"
+    assert problem["instance"] == "/v1/articles"
+    assert dedup_client.get("/healthz").status_code == 200
+    assert dedup_client.get("/v1/articles/market").status_code == 404
+    assert dedup_client.get("/v1/articles/bridge").status_code == 200
+
+    connection.execute("PRAGMA max_page_count=1073741823")
+    stored = dedup_client.post("/v1/articles", json=body("market", long_market))
+    assert stored.status_code == 200 and stored.json()["status"] == "new_story"

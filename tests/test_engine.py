@@ -468,6 +468,64 @@ def test_a_dedup_batch_that_fails_to_write_stores_nothing_and_leaves_no_index_en
     ]
 
 
+def _fill_up(engine: Engine) -> None:
+    """Let the record grow by no more than a page: its storage is then full."""
+    connection = engine._store._connection
+    pages = connection.execute("PRAGMA page_count").fetchone()[0]
+    connection.execute(f"PRAGMA max_page_count={pages + 1}")
+
+
+def _make_room(engine: Engine) -> None:
+    engine._store._connection.execute("PRAGMA max_page_count=1073741823")
+
+
+@pytest.mark.parametrize("mode", ["dedup", "stories"])
+def test_a_full_disk_refuses_the_write_cleanly_and_loses_nothing(
+    tmp_path: Path, mode: str, embedder: SentenceTransformerEmbedder
+) -> None:
+    from index.errors import StorageFullError
+
+    with Engine.open(
+        tmp_path / "data", mode=mode, embedder=embedder if mode == "stories" else None
+    ) as engine:
+        original = engine.ingest(_article("a", FLOOD, source="example"))
+        _fill_up(engine)
+        batch = [_article(f"b{i}", [*ECONOMY, f"رقم {i} " * 40]) for i in range(30)]
+        with pytest.raises(StorageFullError, match="storage is full"):
+            engine.ingest_many([*batch, _article("copy", FLOOD)])
+        # Nothing of the batch is stored or indexed, and no transaction is left open.
+        assert not engine._store._connection.in_transaction
+        counts = engine.counts()
+        assert (counts["articles"], counts["stories"], counts["lsh_entries"]) == (1, 1, 1)
+        assert engine.match(_article("probe", ECONOMY)).status == "new_story"
+        _make_room(engine)
+        copy = engine.ingest(_article("copy", FLOOD))
+        assert (copy.status, copy.duplicate_of) == ("exact_duplicate", "a")
+        assert engine.ingest_many(batch)[0].status == "new_story"
+    # What was acknowledged is on disk.
+    with Engine.open(
+        tmp_path / "data", mode=mode, embedder=embedder if mode == "stories" else None
+    ) as engine:
+        assert engine.get("copy").verdict.duplicate_of == "a"
+        assert engine.get("a").verdict.cluster.id == original.cluster.id
+        assert engine.counts()["articles"] == 32
+
+
+def test_a_snapshot_that_cannot_be_written_does_not_fail_a_stored_write(
+    dedup_engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(dedup_engine._lsh, "save", fail)
+    monkeypatch.setattr(dedup_engine, "_snapshot_every", 1)
+    verdict = dedup_engine.ingest(_article("a", FLOOD))
+    assert verdict.status == "new_story"
+    assert dedup_engine.get("a").article.id == "a"
+    assert "index snapshot not written" in caplog.text
+    dedup_engine.close()  # the snapshot fails again; the store still closes
+
+
 def test_a_preparation_made_elsewhere_changes_no_verdict(tmp_path: Path) -> None:
     # prepare() (what batch workers run) learns nothing; the engine must redo what its
     # learned boilerplate, a changed text or an unprepared article would change.
