@@ -21,10 +21,12 @@ they are caught up from the record on the next open.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -57,6 +59,7 @@ from index.errors import (
     ArticleNotFoundError,
     BoilerplateOnlyError,
     ConflictError,
+    DataDirectoryInUseError,
     IndexMismatchError,
     StoryNotFoundError,
 )
@@ -124,6 +127,38 @@ class _Prepared:
     learned: list[str]
     # Event-time evidence (index.dates), read when story scoring first needs it.
     evidence: int | None = None
+
+
+class _DirectoryLock:
+    """An exclusive ``flock`` on ``<data_dir>/.samestory.lock`` while an engine has it open.
+
+    Two engines writing one record would each miss the other's articles (every engine keeps
+    its indexes in memory), so a second open fails at once instead. The lock belongs to
+    the open file, so forked batch workers share it and it ends with the last of them; the
+    file stays (removing it would race with the next open) and names the holder's pid.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        path = data_dir / ".samestory.lock"
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(self._fd, 64).decode(errors="replace").strip()
+            os.close(self._fd)
+            self._fd = None
+            raise DataDirectoryInUseError(
+                str(data_dir), f"pid {holder}" if holder else "pid unknown"
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        """Give the directory up (idempotent)."""
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
 
 class BriefVerdict(NamedTuple):
@@ -511,6 +546,7 @@ class Engine:
         self._vectors: VectorIndex | None = None
         self._frequencies = DocumentFrequencies()
         self._since_snapshot = 0
+        self._directory_lock: _DirectoryLock | None = None
         self._closed = False
 
     # -- opening and closing ----------------------------------------------------------------
@@ -554,23 +590,32 @@ class Engine:
         fields = params.stored_fields()
         fields["mode"] = mode
         fingerprint = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
-        store = Store(
-            data_dir / _STORE_FILE,
-            fingerprint=fingerprint,
-            stored_fields=fields,
-            synchronous=synchronous,
-        )
-        engine = cls(
-            store,
-            params,
-            embedder if mode == "stories" else None,
-            data_dir / _SNAPSHOT_DIR,
-            mode=mode,
-            snapshot_every=snapshot_every,
-            fingerprint=fingerprint,
-        )
-        engine._fill_evidence()
-        engine._load_indexes()
+        lock = _DirectoryLock(data_dir)
+        store: Store | None = None
+        try:
+            store = Store(
+                data_dir / _STORE_FILE,
+                fingerprint=fingerprint,
+                stored_fields=fields,
+                synchronous=synchronous,
+            )
+            engine = cls(
+                store,
+                params,
+                embedder if mode == "stories" else None,
+                data_dir / _SNAPSHOT_DIR,
+                mode=mode,
+                snapshot_every=snapshot_every,
+                fingerprint=fingerprint,
+            )
+            engine._directory_lock = lock
+            engine._fill_evidence()
+            engine._load_indexes()
+        except BaseException:
+            if store is not None:
+                store.close()
+            lock.release()
+            raise
         return engine
 
     def _fill_evidence(self) -> None:
@@ -605,6 +650,8 @@ class Engine:
             finally:
                 self._store.close()
                 self._closed = True
+                if self._directory_lock is not None:
+                    self._directory_lock.release()
 
     def __enter__(self) -> Engine:
         return self

@@ -94,3 +94,14 @@ class StorageFullError(SamestoryError):
             f"the record's storage is full ({reason}): nothing of this request was stored; "
             "free disk space where the data directory lives, then send it again"
         )
+
+
+class DataDirectoryInUseError(SamestoryError):
+    """Another engine (another ``samestory serve`` or ``dedup --store``) has the directory."""
+
+    def __init__(self, data_dir: str, holder: str) -> None:
+        super().__init__(
+            f"data directory {data_dir} is in use by another samestory engine ({holder}): "
+            "one process writes a data directory at a time, or each would miss the other's "
+            "articles; stop it first, or use another directory"
+        )

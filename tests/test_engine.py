@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
 import random
 import signal
@@ -154,6 +155,53 @@ def test_store_built_with_other_parameters_is_refused(tmp_path: Path) -> None:
     Engine.open(tmp_path, mode="dedup").close()
     with pytest.raises(IndexMismatchError, match="num_perm"):
         Engine.open(tmp_path, Parameters(num_perm=64), mode="dedup")
+
+
+def test_a_data_directory_has_one_engine_at_a_time(tmp_path: Path) -> None:
+    from index.errors import DataDirectoryInUseError
+
+    first = Engine.open(tmp_path, mode="dedup")
+    first.ingest(_article("a", FLOOD))
+    with pytest.raises(DataDirectoryInUseError, match=rf"in use .*pid {os.getpid()}\)"):
+        Engine.open(tmp_path, mode="dedup")
+    assert first.ingest(_article("b", ECONOMY)).status == "new_story"  # unharmed
+    first.close()
+    with Engine.open(tmp_path, mode="dedup") as second:
+        assert second.counts()["articles"] == 2
+    # An open that fails gives the directory back.
+    with pytest.raises(IndexMismatchError):
+        Engine.open(tmp_path, Parameters(num_perm=64), mode="dedup")
+    Engine.open(tmp_path, mode="dedup").close()
+
+
+def test_another_process_cannot_write_a_directory_an_engine_has(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"id": "x", "text": " ".join(FLOOD)}) + "\n")
+    with Engine.open(tmp_path / "data", mode="dedup") as engine:
+        engine.ingest(_article("a", FLOOD))
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "service.cli",
+                "dedup",
+                str(source),
+                "-o",
+                str(tmp_path / "out.jsonl"),
+                "--mode",
+                "dedup",
+                "--store",
+                str(tmp_path / "data"),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+            check=False,
+        )
+        assert run.returncode == 1, run.stderr
+        assert f"data directory {tmp_path / 'data'} is in use" in run.stderr
+        assert engine.counts()["articles"] == 1
 
 
 # -- duplicates (no model needed) ----------------------------------------------------------
