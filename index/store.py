@@ -797,13 +797,12 @@ class _Transaction:
                 # at COMMIT does; SQLITE_BUSY does not): never leave it open, or the next
                 # write would join it and never commit.
                 self._rollback()
-                raise _storage_error(failure) from failure
+                _raise_if_full(failure)
+                raise
             return
         self._rollback()
         if isinstance(error, sqlite3.Error):
-            replacement = _storage_error(error)
-            if replacement is not error:
-                raise replacement from error
+            _raise_if_full(error)
 
     def _rollback(self) -> None:
         # After some errors (SQLITE_FULL, SQLITE_IOERR) SQLite has already rolled back.
@@ -811,12 +810,13 @@ class _Transaction:
             self._connection.execute("ROLLBACK")
 
 
-def _storage_error(error: sqlite3.Error) -> Exception:
-    """:class:`StorageFullError` for a full disk or page limit, else ``error`` itself."""
-    code = getattr(error, "sqlite_errorcode", None)
-    if code == sqlite3.SQLITE_FULL or "database or disk is full" in str(error):
-        return StorageFullError(str(error))
-    return error
+def _raise_if_full(error: sqlite3.Error) -> None:
+    """Raise :class:`StorageFullError` from ``error`` if the disk or page limit is full.
+
+    Errors SQLite raised carry their code; one raised by other code may not.
+    """
+    if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        raise StorageFullError(str(error)) from error
 
 
 def _story_values(story: StoryRow) -> tuple[object, ...]:
