@@ -283,8 +283,21 @@ class OnlineReplay:
 
         return {row: CandidateStory(self.centroids[row], 0.0, 0.0) for row in rows}
 
-    def add(self, index: int, story: int | None) -> int:
-        """Store document ``index`` in ``story`` (None: it opens its own)."""
+    def decide(self, index: int) -> int | None:
+        """The engine's decision for document ``index`` against what is stored (None: new)."""
+        from index.stories import candidate_stories, choose_story
+
+        query = self.documents[index].query
+        candidates = candidate_stories(query, self.neighbours(index), self.params)
+        stories = self.stories([row for row, _members in candidates])
+        story, _probability = choose_story(
+            query, candidates, stories, self.params, self.frequencies
+        )
+        return story
+
+    def add(self, index: int, story: int | None, *, count_terms: bool = True) -> int:
+        """Store document ``index`` in ``story`` (None: it opens its own); ``count_terms``
+        is False when it comes back after :meth:`place_again` took it out."""
         row = index if story is None else story
         self.story_of[index] = row
         self.sizes[row] = self.sizes.get(row, 0) + 1
@@ -292,7 +305,8 @@ class OnlineReplay:
         self.centroids[row] = (
             embedding.copy() if row not in self.centroids else self.centroids[row] + embedding
         )
-        self.frequencies.add(self.documents[index].query.terms)
+        if count_terms:
+            self.frequencies.add(self.documents[index].query.terms)
         self.seen.append(index)
         return row
 
@@ -304,35 +318,19 @@ class OnlineReplay:
         it as for a new document, and it joins the story chosen, or goes back to its own
         when none is (its document frequencies stay counted once).
         """
-        from index.stories import candidate_stories, choose_story
-
         row = self.story_of[index]
         if self.sizes[row] > max_story_size:
             return False
-        embedding = self.documents[index].query.embedding
         del self.story_of[index]
         self.seen.remove(index)
         self.sizes[row] -= 1
         if not self.sizes[row]:
             del self.centroids[row], self.sizes[row]
         else:
-            self.centroids[row] = self.centroids[row] - embedding
-        query = self.documents[index].query
-        candidates = candidate_stories(query, self.neighbours(index), self.params)
-        story, _probability = choose_story(
-            query,
-            candidates,
-            self.stories([r for r, _m in candidates]),
-            self.params,
-            self.frequencies,
-        )
+            self.centroids[row] = self.centroids[row] - self.documents[index].query.embedding
+        story = self.decide(index)
         target = row if story is None else story
-        self.story_of[index] = target
-        self.sizes[target] = self.sizes.get(target, 0) + 1
-        self.centroids[target] = (
-            embedding.copy() if target not in self.centroids else self.centroids[target] + embedding
-        )
-        self.seen.append(index)
+        self.add(index, target, count_terms=False)
         return target != row
 
 
@@ -384,17 +382,11 @@ def replay_clustering(
     (:meth:`OnlineReplay.place_again`): a measure of what later repairs of early
     decisions could gain, which the engine does not do.
     """
-    from index.stories import candidate_stories, choose_story
-
     order = list(range(len(documents)))
     random.Random(seed).shuffle(order)
     replay = OnlineReplay(documents, params)
     for count, index in enumerate(order, start=1):
-        query = documents[index].query
-        candidates = candidate_stories(query, replay.neighbours(index), params)
-        stories = replay.stories([row for row, _members in candidates])
-        story, _probability = choose_story(query, candidates, stories, params, replay.frequencies)
-        replay.add(index, story)
+        replay.add(index, replay.decide(index))
         if repair_every and (count % repair_every == 0 or count == len(order)):
             for stored in list(replay.seen):
                 replay.place_again(stored, repair_max_size)

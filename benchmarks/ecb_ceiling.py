@@ -144,29 +144,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     threshold_logit = float(np.log(params.story_threshold / (1.0 - params.story_threshold)))
     cuts = [round(float(c), 2) for c in np.arange(-6.0, 8.01, 0.25)] + [threshold_logit]
     rows: dict[str, Any] = {}
+
+    def online_f1(trial: Any, **repair: int) -> list[float]:
+        """B-cubed F1 of the online replay in each of the ``--orders`` orders."""
+        return [
+            bcubed(replay_clustering(documents, trial, seed, **repair), gold)[2]
+            for seed in range(1, args.orders + 1)
+        ]
+
     repairs = {}
     for label, max_size in (("one-member stories", 1), ("every story", len(documents))):
-        online = [
-            bcubed(
-                replay_clustering(
-                    documents,
-                    params,
-                    seed,
-                    repair_every=args.repair_every,
-                    repair_max_size=max_size,
-                ),
-                gold,
-            )[2]
-            for seed in range(1, args.orders + 1)
-        ]
-        repairs[label] = online
-        logger.info("repair sweeps, %s: %s", label, online)
+        repairs[label] = online_f1(params, repair_every=args.repair_every, repair_max_size=max_size)
+        logger.info("repair sweeps, %s: %s", label, repairs[label])
     for name, trial in configurations.items():
         logits = pair_logits(documents, trial)
-        online = [
-            bcubed(replay_clustering(documents, trial, seed), gold)[2]
-            for seed in range(1, args.orders + 1)
-        ]
+        online = online_f1(trial)
         row: dict[str, Any] = {"online_mean": float(np.mean(online)), "online_worst": min(online)}
         for method in ("average", "complete"):
             scores = offline(logits, gold, method, cuts)
