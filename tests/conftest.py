@@ -62,6 +62,18 @@ def wait_ready(client: TestClient, timeout: float = 300.0) -> None:
         time.sleep(0.05)
 
 
+def fill_up(engine: Any) -> None:
+    """Let the engine's record grow by no more than a page: its storage is then full."""
+    connection = engine._store._connection
+    pages = connection.execute("PRAGMA page_count").fetchone()[0]
+    connection.execute(f"PRAGMA max_page_count={pages + 1}")
+
+
+def make_room(engine: Any) -> None:
+    """Undo :func:`fill_up`: SQLite's largest page limit."""
+    engine._store._connection.execute("PRAGMA max_page_count=1073741823")
+
+
 def _start(data_dir: Path, model_cache: Path | None, **overrides: Any) -> TestClient:
     """A started, ready app client; the caller must ``__exit__`` it."""
     from service.app import create_app

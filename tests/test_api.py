@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import OPERATIONS, StartApp
+from conftest import OPERATIONS, StartApp, fill_up, make_room
 from fastapi.testclient import TestClient
 
 from service.app import create_app
@@ -721,9 +721,7 @@ def test_a_full_disk_answers_503_storage_full_and_the_service_goes_on(
 ) -> None:
     assert dedup_client.post("/v1/articles", json=body("bridge")).status_code == 200
     engine = dedup_client.app.state.runtime.engine  # type: ignore[attr-defined]
-    connection = engine._store._connection
-    pages = connection.execute("PRAGMA page_count").fetchone()[0]
-    connection.execute(f"PRAGMA max_page_count={pages + 1}")
+    fill_up(engine)
     long_market = " ".join(f"{MARKET} ({i})" for i in range(40))
 
     refused = dedup_client.post("/v1/articles", json=body("market", long_market))
@@ -734,6 +732,6 @@ def test_a_full_disk_answers_503_storage_full_and_the_service_goes_on(
     assert dedup_client.get("/v1/articles/market").status_code == 404
     assert dedup_client.get("/v1/articles/bridge").status_code == 200
 
-    connection.execute("PRAGMA max_page_count=1073741823")
+    make_room(engine)
     stored = dedup_client.post("/v1/articles", json=body("market", long_market))
     assert stored.status_code == 200 and stored.json()["status"] == "new_story"

@@ -50,6 +50,8 @@ TOKENIZER_CASES = [
     "emoji 😀🚀 and Persian کی and tashkeel مُحَمَّد",
     "",
 ]
+# The tokenizer cases as the embedder sees them (prompted), one of them past any limit.
+PROMPTED_CASES = ["query: " + text for text in [*TOKENIZER_CASES, " ".join(MULTILINGUAL) * 5]]
 
 
 @pytest.fixture(scope="session")
@@ -292,7 +294,7 @@ def test_own_batches_equal_sentence_transformers_encode(model_dir: Path) -> None
 def test_rust_tokenizer_truncates_as_the_transformers_tokenizer(
     embedder: SentenceTransformerEmbedder,
 ) -> None:
-    texts = ["query: " + text for text in [*TOKENIZER_CASES, " ".join(MULTILINGUAL) * 5]]
+    texts = PROMPTED_CASES
     fast, _ = embedder._tokenize(texts)
     backend, embedder._backend = embedder._backend, None
     try:
@@ -309,7 +311,7 @@ def test_rust_tokenizer_stays_unpadded_after_the_wrapper_pads(
 ) -> None:
     # The Rust tokenizer is shared with the transformers wrapper, which leaves padding set
     # on it after SentenceTransformer.encode; lengths must still be the texts' own.
-    texts = ["query: " + text for text in [*TOKENIZER_CASES, " ".join(MULTILINGUAL) * 5]]
+    texts = PROMPTED_CASES
     before, _ = embedder._tokenize(texts)
     embedder._embed_with_encode(texts)  # pads its batches through the wrapper
     assert embedder._backend.padding is not None

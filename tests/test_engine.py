@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from conftest import fill_up, make_room
 
 from index import dates
 from index.article import Article, Verdict
@@ -516,17 +517,6 @@ def test_a_dedup_batch_that_fails_to_write_stores_nothing_and_leaves_no_index_en
     ]
 
 
-def _fill_up(engine: Engine) -> None:
-    """Let the record grow by no more than a page: its storage is then full."""
-    connection = engine._store._connection
-    pages = connection.execute("PRAGMA page_count").fetchone()[0]
-    connection.execute(f"PRAGMA max_page_count={pages + 1}")
-
-
-def _make_room(engine: Engine) -> None:
-    engine._store._connection.execute("PRAGMA max_page_count=1073741823")
-
-
 @pytest.mark.parametrize("mode", ["dedup", "stories"])
 def test_a_full_disk_refuses_the_write_cleanly_and_loses_nothing(
     tmp_path: Path, mode: str, embedder: SentenceTransformerEmbedder
@@ -537,7 +527,7 @@ def test_a_full_disk_refuses_the_write_cleanly_and_loses_nothing(
         tmp_path / "data", mode=mode, embedder=embedder if mode == "stories" else None
     ) as engine:
         original = engine.ingest(_article("a", FLOOD, source="example"))
-        _fill_up(engine)
+        fill_up(engine)
         batch = [_article(f"b{i}", [*ECONOMY, f"رقم {i} " * 40]) for i in range(30)]
         with pytest.raises(StorageFullError, match="storage is full"):
             engine.ingest_many([*batch, _article("copy", FLOOD)])
@@ -546,7 +536,7 @@ def test_a_full_disk_refuses_the_write_cleanly_and_loses_nothing(
         counts = engine.counts()
         assert (counts["articles"], counts["stories"], counts["lsh_entries"]) == (1, 1, 1)
         assert engine.match(_article("probe", ECONOMY)).status == "new_story"
-        _make_room(engine)
+        make_room(engine)
         copy = engine.ingest(_article("copy", FLOOD))
         assert (copy.status, copy.duplicate_of) == ("exact_duplicate", "a")
         assert engine.ingest_many(batch)[0].status == "new_story"
