@@ -942,6 +942,11 @@ _BULLET_RE = re.compile(r"^[•●▪◦▸►■◆·]")
 _SENTENCE_END_RE = re.compile(r"[.!?؟…:؛][\"'”’»)\]]*$")
 _WORD_RE = re.compile(r"\w")
 _ALPHANUMERIC_RE = re.compile(r"[^\W_]")
+_ASCII_LETTER_RE = re.compile(r"[A-Za-z]")
+# Every character for which ``str.isdigit`` holds is a decimal digit (``\d``) or one of
+# these, or lies outside Latin and Arabic (a test checks all of Unicode): a line without
+# a match of this has no digit token and so is no date line, found without tokenizing it.
+_MAYBE_DIGIT_RE = re.compile(r"[\d\u00b2\u00b3\u00b9]|[^\u0000-\u024f\u0600-\u06ff]")
 
 
 _IN_CLASS_I_RE = re.compile(r"(?<!\\)\[[^\]]*i")
@@ -1061,6 +1066,23 @@ _UNANCHORED_LINE_RULES = tuple(
     for rule, (_name, _max_chars, pattern) in zip(_LINE_RULES, LINE_RULES, strict=True)
     if not pattern.startswith("^")
 )
+# The same two tables for texts without an ASCII letter (most Arabic articles): a literal
+# holding one cannot be in such a text, and a rule none of whose literals is left cannot
+# match in it, so fewer substring searches settle each line, with the same outcome.
+_NO_ASCII_LETTER_LINE_RULES, _NO_ASCII_LETTER_UNANCHORED_LINE_RULES = (
+    tuple(
+        (name, max_chars, matches, kept)
+        for name, max_chars, matches, literals in rules
+        for kept in [
+            None
+            if literals is None
+            else tuple(literal for literal in literals if not _ASCII_LETTER_RE.search(literal))
+        ]
+        if kept is None or kept
+    )
+    for rules in (_LINE_RULES, _UNANCHORED_LINE_RULES)
+)
+
 _ANY_ANCHORED_LINE_RULE = _any_of(
     [_fold_pattern(pattern) for _name, _max_chars, pattern in LINE_RULES if pattern.startswith("^")]
 )
@@ -1075,6 +1097,11 @@ _INLINE_LITERALS = tuple(
 )
 _WALL_LITERALS = tuple(
     sorted({literal for _name, literals, _pattern in WALL_RULES for literal in literals})
+)
+# Those of the two above that a text without an ASCII letter can hold.
+_INLINE_LITERALS_NO_ASCII_LETTER, _WALL_LITERALS_NO_ASCII_LETTER = (
+    tuple(literal for literal in literals if not _ASCII_LETTER_RE.search(literal))
+    for literals in (_INLINE_LITERALS, _WALL_LITERALS)
 )
 _BYLINE_SET = frozenset(normalize(word) for word in BYLINE_WORDS)
 _MONTH_SET = frozenset(normalize(word) for word in MONTH_WORDS)
@@ -1120,6 +1147,8 @@ def _is_byline(line: str) -> bool:
 
 
 def _is_date_line(normalized: str, folded: str) -> bool:
+    if not _MAYBE_DIGIT_RE.search(normalized):
+        return False
     tokens = _DATE_TOKEN_RE.findall(normalized)
     if not tokens or len(tokens) > DATE_LINE_MAX_TOKENS:
         return False
@@ -1139,11 +1168,17 @@ def _is_date_line(normalized: str, folded: str) -> bool:
 
 
 def _line_reason(
-    line: str, folded: str, learned: Collection[str], normalized: str | None = None
+    line: str,
+    folded: str,
+    learned: Collection[str],
+    normalized: str | None = None,
+    *,
+    ascii_letters: bool = True,
 ) -> str | None:
     """Why a line is boilerplate wherever it stands, or None.
 
-    ``normalized`` is ``normalize(line)`` when the caller has it (for short lines).
+    ``normalized`` is ``normalize(line)`` when the caller has it (for short lines);
+    ``ascii_letters`` False says that ``folded`` holds neither an ASCII letter nor ``ı``.
     """
     if not _ALPHANUMERIC_RE.search(line):
         return "separator"
@@ -1168,7 +1203,11 @@ def _line_reason(
             return "navigation"
     # The literals are those of the rules as written, with i where the text may hold ı.
     probe = folded.replace("ı", "i") if "ı" in folded else folded
-    rules = _LINE_RULES if _ANY_ANCHORED_LINE_RULE(folded) else _UNANCHORED_LINE_RULES
+    anchored = _ANY_ANCHORED_LINE_RULE(folded)
+    if ascii_letters:
+        rules = _LINE_RULES if anchored else _UNANCHORED_LINE_RULES
+    else:
+        rules = _NO_ASCII_LETTER_LINE_RULES if anchored else _NO_ASCII_LETTER_UNANCHORED_LINE_RULES
     for name, max_chars, matches, literals in rules:
         if len(line) > max_chars:
             continue
@@ -1197,9 +1236,12 @@ def _classify(
     learned: Collection[str],
     folded: str | None = None,
     normalized: str | None = None,
+    *,
+    ascii_letters: bool = True,
 ) -> _Line:
     """One line classified; ``folded`` is ``_match_form(_probe(line))`` and ``normalized``
-    is ``normalize(line)`` of a short line when the caller has them."""
+    is ``normalize(line)`` of a short line when the caller has them; ``ascii_letters``
+    False says that ``folded`` holds neither an ASCII letter nor ``ı``."""
     long = len(line) > _LONGEST_RULE_CHARS
     if folded is None:
         folded = _match_form(_probe(line))
@@ -1216,7 +1258,7 @@ def _classify(
                 return _Line(line, name, False, True, bare, headline_like)
     reason = "separator" if long and not _ALPHANUMERIC_RE.search(line) else None
     if not long:
-        reason = _line_reason(line, folded, learned, normalized)
+        reason = _line_reason(line, folded, learned, normalized, ascii_letters=ascii_letters)
     return _Line(line, reason, False, False, False, headline_like)
 
 
@@ -1303,6 +1345,9 @@ def clean_lines(split: Lines, *, learned: Collection[str] = ()) -> CleanText:
     stripped = split.lines
     # Every line's match form, folded in one call for the whole text.
     folded = _match_forms([_probe(line) for line in stripped])
+    # One search of the whole text tells whether any line can hold a rule's Latin literal.
+    every_form = "\n".join(folded)
+    ascii_letters = "ı" in every_form or _ASCII_LETTER_RE.search(every_form) is not None
     normal_forms = iter(split.normal_forms)
     lines = [
         _classify(
@@ -1310,6 +1355,7 @@ def clean_lines(split: Lines, *, learned: Collection[str] = ()) -> CleanText:
             learned_keys,
             form,
             next(normal_forms) if len(line) <= SHORT_LINE_CHARS else None,
+            ascii_letters=ascii_letters,
         )
         for line, form in zip(stripped, folded, strict=True)
     ]
@@ -1343,7 +1389,13 @@ def clean_lines(split: Lines, *, learned: Collection[str] = ()) -> CleanText:
     texts = [line.text for line in lines]
     taken: dict[int, list[str]] = {}
     whole = "\n".join(stripped)
-    if _holds_any(whole, _WALL_LITERALS):
+    # One search for an ASCII letter spares most Arabic texts the Latin literals' searches.
+    if _ASCII_LETTER_RE.search(whole):
+        wall_literals, inline_literals = _WALL_LITERALS, _INLINE_LITERALS
+    else:
+        wall_literals = _WALL_LITERALS_NO_ASCII_LETTER
+        inline_literals = _INLINE_LITERALS_NO_ASCII_LETTER
+    if _holds_any(whole, wall_literals):
         for index, line in enumerate(lines):
             if reasons[index] is None and (start := _wall_start(line.text)) is not None:
                 if line.text[:start].strip():
@@ -1351,7 +1403,7 @@ def clean_lines(split: Lines, *, learned: Collection[str] = ()) -> CleanText:
                     taken[index] = [line.text[start:]]
                 else:
                     reasons[index] = "wall"
-    if _holds_any(whole, _INLINE_LITERALS):
+    if _holds_any(whole, inline_literals):
         for index in range(len(lines)):
             if reasons[index] is None:
                 kept_text, spans = _without_inline_promos(texts[index])

@@ -787,6 +787,11 @@ def _assert_rules_agree(line: str) -> None:
     for _name, _chars, matches, literals in textlib._LINE_RULES:
         if literals is not None and matches(folded):
             assert any(literal in probe for literal in literals), (literals, line)
+    # Nor does the shorter table for texts without an ASCII letter.
+    if not re.search("[A-Za-zı]", folded):
+        assert textlib._line_reason(line, folded, (), ascii_letters=False) == (
+            textlib._line_reason(line, folded, ())
+        ), line
 
 
 def test_most_unanchored_line_rules_have_a_literal_prefilter() -> None:
@@ -845,6 +850,42 @@ def test_rules_without_ignorecase_agree_on_real_lines(name: str) -> None:
             for line in text.splitlines():
                 if line.strip():
                     _assert_rules_agree(line.strip()[:600])
+
+
+def test_the_rules_for_texts_without_ascii_letters_keep_every_other_literal() -> None:
+    kept = [
+        (name, chars, literals) for name, chars, _m, literals in textlib._NO_ASCII_LETTER_LINE_RULES
+    ]
+    expected = []
+    for name, chars, _matches, literals in textlib._LINE_RULES:
+        if literals is None:
+            expected.append((name, chars, None))
+            continue
+        left = tuple(literal for literal in literals if not re.search("[A-Za-z]", literal))
+        if left:
+            expected.append((name, chars, left))
+    assert kept == expected
+    assert len(kept) < len(textlib._LINE_RULES)  # the Latin-only rules are dropped
+    # An Arabic text loses the same lines either way; a Latin line in it turns the full
+    # table back on.
+    prose = "قال المتحدث الرسمي إن الأمطار الغزيرة أغرقت المحافظة الشمالية يوم الثلاثاء."
+    contact = "للتواصل مع الكاتب عبر البريد"
+    assert clean(f"{prose}\n{contact}").removed == (contact,)
+    rights = "© 2015 All rights reserved"
+    assert clean(f"{prose}\n{contact}\n{rights}").removed == (contact, rights)
+
+
+def test_every_digit_character_passes_the_date_line_prefilter() -> None:
+    # The prefilter may pass more than digits, never fewer: a token that str.isdigit
+    # accepts is what makes a date line.
+    missed = [
+        hex(point)
+        for point in range(sys.maxunicode + 1)
+        if chr(point).isdigit() and not textlib._MAYBE_DIGIT_RE.search(chr(point))
+    ]
+    assert missed == []
+    assert not textlib._MAYBE_DIGIT_RE.search("الاثنين ابريل")
+    assert textlib._is_date_line("الاثنين 12 ابريل 2015", "الاثنين 12 ابريل 2015")
 
 
 def test_a_dotless_i_still_matches_the_rules_i() -> None:
