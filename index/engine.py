@@ -256,9 +256,22 @@ def story_row_of(story_id_text: str) -> int:
     Raises:
         StoryNotFoundError: the text is no story id.
     """
-    if len(story_id_text) < 2 or story_id_text[0] != "s" or not story_id_text[1:].isdigit():
+    digits = story_id_text[1:]
+    # Only the form story_id writes (ASCII digits, no leading zero) of a SQLite integer
+    # (below 2**63) names a story; "s01", "s٣" or a longer number name none.
+    if (
+        story_id_text[:1] != "s"
+        or not (digits.isascii() and digits.isdigit())
+        or len(digits) > _MAX_ROW_DIGITS
+        or str(int(digits)) != digits
+        or int(digits) > _MAX_ROW
+    ):
         raise StoryNotFoundError(story_id_text)
-    return int(story_id_text[1:])
+    return int(digits)
+
+
+_MAX_ROW = 2**63 - 1
+_MAX_ROW_DIGITS = len(str(_MAX_ROW))
 
 
 def _sha256(text: str) -> str:
@@ -1504,7 +1517,7 @@ class Engine:
             previous = seen.get(article.id)
             if previous is not None:
                 if previous != digest:
-                    raise ConflictError(article.id)
+                    raise ConflictError(article.id, in_batch=True)
                 continue
             seen[article.id] = digest
             stored_hash = stored_hashes.get(article.id)

@@ -60,11 +60,14 @@ class StoryNotFoundError(SamestoryError, KeyError):
 
 
 class ConflictError(SamestoryError):
-    """The id is already stored with a different text."""
+    """The id is already stored, or repeated in the same batch, with a different text."""
 
-    def __init__(self, article_id: str) -> None:
+    def __init__(self, article_id: str, *, in_batch: bool = False) -> None:
         super().__init__(
-            f"article {article_id!r} is already stored with a different text; "
+            f"article {article_id!r} appears twice in this batch with different texts; "
+            "ids are immutable: send each text under its own id"
+            if in_batch
+            else f"article {article_id!r} is already stored with a different text; "
             "ids are immutable: delete it first or send the new text under a new id"
         )
         self.article_id = article_id

@@ -312,6 +312,18 @@ def test_batch_is_all_or_nothing(dedup_client: TestClient) -> None:
     assert_problem(dedup_client.get("/v1/articles/ok"), 404, "article-not-found")
 
 
+def test_an_id_twice_in_a_batch_with_other_texts_is_409_and_stores_nothing(
+    dedup_client: TestClient,
+) -> None:
+    articles = [body("ok"), body("twice"), body("twice", MARKET)]
+
+    response = dedup_client.post("/v1/articles/batch", json={"articles": articles})
+
+    assert_problem(response, 409, "id-conflict", "'twice' appears twice in this batch")
+    assert_problem(dedup_client.get("/v1/articles/ok"), 404, "article-not-found")
+    assert_problem(dedup_client.get("/v1/articles/twice"), 404, "article-not-found")
+
+
 def test_batch_errors_name_the_article(dedup_client: TestClient) -> None:
     articles = [body("ok"), body("bad", published_at="soon")]
 
@@ -474,7 +486,10 @@ def test_cluster_page(dedup_client: TestClient) -> None:
         assert set(member) == CANONICAL_FIELDS
 
 
-@pytest.mark.parametrize("cluster_id", ["s999", "nonsense", "s"])
+# Numbers past SQLite's integers, other digits and other spellings of a story id included.
+@pytest.mark.parametrize(
+    "cluster_id", ["s999", "nonsense", "s", "s" + "9" * 30, "s١", "s01", "s+1", "S1"]
+)
 def test_unknown_cluster_is_404(dedup_client: TestClient, cluster_id: str) -> None:
     response = dedup_client.get(f"/v1/clusters/{cluster_id}")
 
