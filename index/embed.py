@@ -401,6 +401,15 @@ def _limit_torch_threads(torch: Any) -> None:
         torch.set_num_threads(available)
 
 
+class _NoDefaultPromptWarning(logging.Filter):
+    """Drops sentence-transformers' warning that a model's default prompt applies: the
+    embedder prefixes its own prompt (``embed_prompt``, empty by default) to every text and
+    never lets the model's default apply, so at every start the warning only misleads."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Default prompt name is set to")
+
+
 @contextmanager
 def _quiet_weight_loading() -> Iterator[None]:
     # transformers draws a "Loading weights" progress bar on stderr, noise in service logs.
@@ -408,8 +417,19 @@ def _quiet_weight_loading() -> Iterator[None]:
 
     enabled = transformers_logging.is_progress_bar_enabled()
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    # A filter acts only on its own logger's records: every sentence-transformers logger.
+    loggers = [
+        logging.getLogger(name)
+        for name in list(logging.root.manager.loggerDict)
+        if name == "sentence_transformers" or name.startswith("sentence_transformers.")
+    ]
+    quiet = _NoDefaultPromptWarning()
+    for each in loggers:
+        each.addFilter(quiet)
     try:
         yield
     finally:
+        for each in loggers:
+            each.removeFilter(quiet)
         if enabled:
             transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]

@@ -7,6 +7,7 @@ The converted model is built once per machine into a persistent cache directory
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -354,6 +355,25 @@ def test_auto_precision_follows_the_device() -> None:
     assert resolve_precision("auto", "mps") == "float32"
     for explicit in ("float32", "bfloat16", "float16"):
         assert resolve_precision(explicit, "cpu") == explicit
+
+
+@pytest.mark.model
+def test_loading_does_not_warn_of_the_models_default_prompt(
+    model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The built directory names "query" as its default prompt; the embedder never uses it.
+    config = json.loads((model_dir / "config_sentence_transformers.json").read_text())
+    assert config["default_prompt_name"] == "query"
+    with caplog.at_level(logging.INFO):
+        loaded = SentenceTransformerEmbedder(
+            DEFAULT_MODEL, cache_dir=model_dir.parent, max_seq_length=64
+        )
+        loaded.embed(["نص قصير"])
+    sentence_transformers = [
+        record for record in caplog.records if record.name.startswith("sentence_transformers")
+    ]
+    assert sentence_transformers  # its INFO records still come through
+    assert not [record for record in sentence_transformers if "efault prompt" in record.msg]
 
 
 @pytest.mark.model
