@@ -132,6 +132,11 @@ def _serve(args: argparse.Namespace) -> int:
     )
     level = str(settings.log_level).upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # FAISS's loader reports at INFO each older build it probes and cannot import
+    # ("Could not load library with AVX512 support due to: ModuleNotFoundError ...") before
+    # loading the one it dispatches from: alarming in an operator's log, and no news.
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     failed: list[BaseException] = []
 
     def stop_on_load_error(error: BaseException) -> None:

@@ -141,6 +141,9 @@ def test_serve_answers_and_shuts_down_cleanly(
     assert "Application shutdown complete" in log
     assert "engine closed" in log
     assert "Traceback" not in log
+    # Nothing misleading at start: no model default-prompt warning, no FAISS probe failures.
+    assert " WARNING " not in log, log
+    assert "Could not load library" not in log, log
     assert (data_dir / "snapshots" / "state.json").is_file()
     assert (data_dir / "samestory.sqlite3").is_file()
 
