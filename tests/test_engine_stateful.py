@@ -11,6 +11,7 @@ every read and every match exactly as before it.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -29,8 +30,13 @@ from hypothesis.stateful import (
 )
 
 from index.article import Article, StoredArticle, Verdict
+from index.embed import SentenceTransformerEmbedder
 from index.engine import Engine
 from index.errors import ArticleNotFoundError, ConflictError, StoryNotFoundError
+from index.modelcache import build_default_model
+from index.params import Parameters
+
+REPO = Path(__file__).resolve().parents[1]
 
 # Four unrelated stories of our own making, four paragraphs each (Arabic and English).
 STORIES = [
@@ -255,10 +261,40 @@ class EngineMachine(RuleBasedStateMachine):
                 self.engine.story("s1")
 
 
+@functools.cache
+def _embedder() -> SentenceTransformerEmbedder:
+    """The offline default model, loaded once for every stories-mode example."""
+    cache = Path(os.environ.get("SAMESTORY_TEST_MODEL_CACHE", REPO / ".cache" / "models"))
+    build_default_model(cache)
+    params = Parameters()
+    return SentenceTransformerEmbedder(
+        params.model,
+        cache_dir=cache,
+        max_seq_length=params.embed_max_tokens,
+        prompt=params.embed_prompt,
+    )
+
+
+class StoriesMachine(EngineMachine):
+    """The same in stories mode, with the real model: story scoring and centroids, the
+    FAISS index, the canonical elected as the most central member."""
+
+    def _open(self) -> None:
+        self.engine = Engine.open(self.directory, embedder=_embedder(), synchronous="off")
+
+
+_EXAMPLES = int(os.environ.get("SAMESTORY_STATEFUL_EXAMPLES", "60"))
 EngineMachine.TestCase.settings = settings(
-    max_examples=int(os.environ.get("SAMESTORY_STATEFUL_EXAMPLES", "60")),
+    max_examples=_EXAMPLES,
     stateful_step_count=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-test_engine_state_machine = EngineMachine.TestCase
+StoriesMachine.TestCase.settings = settings(
+    max_examples=max(1, _EXAMPLES // 4),
+    stateful_step_count=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_dedup_engine_state_machine = EngineMachine.TestCase
+test_stories_engine_state_machine = pytest.mark.model(StoriesMachine.TestCase)
