@@ -35,10 +35,53 @@ OPERATIONS = [
 ]
 
 
+# Two synthetic wire stories of our own making, each long enough for 5-gram shingles.
+ECONOMY = [
+    "أعلنت وزارة المالية اليوم عن ارتفاع الإيرادات غير النفطية بنسبة اثني عشر بالمئة خلال "
+    "الربع الثالث من العام مقارنة بالفترة نفسها من العام الماضي.",
+    "وقال وزير المالية في مؤتمر صحفي إن الإصلاحات الهيكلية بدأت تؤتي ثمارها وإن العجز "
+    "سيتراجع إلى أقل من ثلاثة بالمئة من الناتج المحلي الإجمالي.",
+    "وأضاف أن الحكومة ماضية في خطط تنويع الاقتصاد وتحفيز القطاع الخاص عبر برامج تمويل "
+    "جديدة للشركات الصغيرة والمتوسطة في المناطق كافة.",
+    "وتوقع محللون أن تنعكس هذه الأرقام إيجابا على التصنيف الائتماني للمملكة خلال الأشهر "
+    "المقبلة في ظل استقرار أسعار النفط العالمية.",
+]
+FLOOD = [
+    "Heavy rain caused severe flooding across the northern province on Tuesday, forcing "
+    "thousands of residents to leave their homes as rivers burst their banks overnight.",
+    "Emergency services said at least fourteen people were rescued from rooftops and more "
+    "than two hundred homes were damaged in the worst floods in a decade.",
+    "The regional governor declared a state of emergency and asked the army to help build "
+    "temporary shelters and deliver drinking water to isolated villages.",
+    "Forecasters warned that more storms were expected later in the week and urged people "
+    "living near the river to stay alert and follow evacuation orders.",
+]
+
+
+def model_cache_path() -> Path:
+    """Where the converted default model is cached between test runs."""
+    return Path(os.environ.get("SAMESTORY_TEST_MODEL_CACHE", REPO / ".cache" / "models"))
+
+
+def engine_embedder(cache: Path) -> Any:
+    """The embedder an engine opens with by default (the offline default model, as the
+    default parameters configure it), the model loaded from ``cache``."""
+    from index.embed import SentenceTransformerEmbedder
+    from index.params import Parameters
+
+    params = Parameters()
+    return SentenceTransformerEmbedder(
+        params.model,
+        cache_dir=cache,
+        max_seq_length=params.embed_max_tokens,
+        prompt=params.embed_prompt,
+    )
+
+
 @pytest.fixture(scope="session")
 def model_cache_dir() -> Path:
     """Where the converted default model is cached between test runs."""
-    return Path(os.environ.get("SAMESTORY_TEST_MODEL_CACHE", REPO / ".cache" / "models"))
+    return model_cache_path()
 
 
 @pytest.fixture(scope="session")

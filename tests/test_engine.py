@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-from conftest import fill_up, make_room
+from conftest import ECONOMY, FLOOD, engine_embedder, fill_up, make_room
 
 from index import dates
 from index.article import Article, Verdict
@@ -42,28 +42,6 @@ SEEDS = REPO.parent / "shared" / "data" / "seeds"
 
 needs_seeds = pytest.mark.skipif(not SEEDS.is_dir(), reason="../shared/data/seeds is absent")
 
-# Two synthetic wire stories of our own making, each long enough for 5-gram shingles.
-ECONOMY = [
-    "أعلنت وزارة المالية اليوم عن ارتفاع الإيرادات غير النفطية بنسبة اثني عشر بالمئة خلال "
-    "الربع الثالث من العام مقارنة بالفترة نفسها من العام الماضي.",
-    "وقال وزير المالية في مؤتمر صحفي إن الإصلاحات الهيكلية بدأت تؤتي ثمارها وإن العجز "
-    "سيتراجع إلى أقل من ثلاثة بالمئة من الناتج المحلي الإجمالي.",
-    "وأضاف أن الحكومة ماضية في خطط تنويع الاقتصاد وتحفيز القطاع الخاص عبر برامج تمويل "
-    "جديدة للشركات الصغيرة والمتوسطة في المناطق كافة.",
-    "وتوقع محللون أن تنعكس هذه الأرقام إيجابا على التصنيف الائتماني للمملكة خلال الأشهر "
-    "المقبلة في ظل استقرار أسعار النفط العالمية.",
-]
-FLOOD = [
-    "Heavy rain caused severe flooding across the northern province on Tuesday, forcing "
-    "thousands of residents to leave their homes as rivers burst their banks overnight.",
-    "Emergency services said at least fourteen people were rescued from rooftops and more "
-    "than two hundred homes were damaged in the worst floods in a decade.",
-    "The regional governor declared a state of emergency and asked the army to help build "
-    "temporary shelters and deliver drinking water to isolated villages.",
-    "Forecasters warned that more storms were expected later in the week and urged people "
-    "living near the river to stay alert and follow evacuation orders.",
-]
-
 
 def _article(article_id: str, paragraphs: list[str], **fields: object) -> Article:
     return Article(id=article_id, text="\n\n".join(paragraphs), **fields)  # type: ignore[arg-type]
@@ -78,13 +56,8 @@ def dedup_engine(tmp_path: Path) -> Iterator[Engine]:
 
 @pytest.fixture(scope="module")
 def embedder(model_cache_dir: Path) -> SentenceTransformerEmbedder:
-    params = Parameters()
-    return SentenceTransformerEmbedder(
-        params.model,
-        cache_dir=model_cache_dir,
-        max_seq_length=params.embed_max_tokens,
-        prompt=params.embed_prompt,
-    )
+    embedder: SentenceTransformerEmbedder = engine_embedder(model_cache_dir)
+    return embedder
 
 
 @pytest.fixture

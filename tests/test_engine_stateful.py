@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from conftest import ECONOMY, FLOOD, engine_embedder, model_cache_path
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -34,32 +35,11 @@ from index.embed import SentenceTransformerEmbedder
 from index.engine import Engine
 from index.errors import ArticleNotFoundError, ConflictError, StoryNotFoundError
 from index.modelcache import build_default_model
-from index.params import Parameters
-
-REPO = Path(__file__).resolve().parents[1]
 
 # Four unrelated stories of our own making, four paragraphs each (Arabic and English).
 STORIES = [
-    [
-        "أعلنت وزارة المالية اليوم عن ارتفاع الإيرادات غير النفطية بنسبة اثني عشر بالمئة "
-        "خلال الربع الثالث من العام مقارنة بالفترة نفسها من العام الماضي.",
-        "وقال وزير المالية في مؤتمر صحفي إن الإصلاحات الهيكلية بدأت تؤتي ثمارها وإن العجز "
-        "سيتراجع إلى أقل من ثلاثة بالمئة من الناتج المحلي الإجمالي.",
-        "وأضاف أن الحكومة ماضية في خطط تنويع الاقتصاد وتحفيز القطاع الخاص عبر برامج تمويل "
-        "جديدة للشركات الصغيرة والمتوسطة في المناطق كافة.",
-        "وتوقع محللون أن تنعكس هذه الأرقام إيجابا على التصنيف الائتماني للمملكة خلال الأشهر "
-        "المقبلة في ظل استقرار أسعار النفط العالمية.",
-    ],
-    [
-        "Heavy rain caused severe flooding across the northern province on Tuesday, forcing "
-        "thousands of residents to leave their homes as rivers burst their banks overnight.",
-        "Emergency services said at least fourteen people were rescued from rooftops and "
-        "more than two hundred homes were damaged in the worst floods in a decade.",
-        "The regional governor declared a state of emergency and asked the army to help "
-        "build temporary shelters and deliver drinking water to isolated villages.",
-        "Forecasters warned that more storms were expected later in the week and urged "
-        "people living near the river to stay alert and follow evacuation orders.",
-    ],
+    ECONOMY,
+    FLOOD,
     [
         "The city council approved a plan on Monday to extend the tram line to the airport, "
         "a project expected to cost four hundred million euros over six years.",
@@ -264,15 +244,10 @@ class EngineMachine(RuleBasedStateMachine):
 @functools.cache
 def _embedder() -> SentenceTransformerEmbedder:
     """The offline default model, loaded once for every stories-mode example."""
-    cache = Path(os.environ.get("SAMESTORY_TEST_MODEL_CACHE", REPO / ".cache" / "models"))
+    cache = model_cache_path()
     build_default_model(cache)
-    params = Parameters()
-    return SentenceTransformerEmbedder(
-        params.model,
-        cache_dir=cache,
-        max_seq_length=params.embed_max_tokens,
-        prompt=params.embed_prompt,
-    )
+    embedder: SentenceTransformerEmbedder = engine_embedder(cache)
+    return embedder
 
 
 class StoriesMachine(EngineMachine):
