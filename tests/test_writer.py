@@ -80,6 +80,8 @@ def test_one_bad_job_does_not_fail_its_neighbours(engine: Engine) -> None:
 
     assert isinstance(first, list) and first[0].status == "new_story"
     assert isinstance(conflicting, ConflictError)
+    # Told by itself, the conflicting job hears of the stored article, not of the merged call.
+    assert "already stored with a different text" in str(conflicting)
     assert isinstance(copy, list) and copy[0].status == "near_duplicate"
     assert copy[0].duplicate_of == "first"
     # The merged call failed; the retry went job by job.
@@ -93,6 +95,7 @@ def test_a_job_stays_all_or_nothing(engine: Engine) -> None:
     (outcome,) = asyncio.run(_submit_all(writer, jobs))
 
     assert isinstance(outcome, ConflictError)
+    assert "'dup' appears twice in this batch" in str(outcome)
     assert engine.counts()["articles"] == 0
 
 
