@@ -8,7 +8,9 @@ error responses themselves.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -20,6 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import compile_path
 
 from index.errors import (
     ArticleNotFoundError,
@@ -214,6 +217,16 @@ async def _validation_error(request: Request, error: Exception) -> Response:
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     status = error.status_code
+    if status == 400 and isinstance(error.__cause__, UnicodeDecodeError):
+        # FastAPI answers a body that is not UTF-8 with a bare 400 and invalid JSON with a
+        # 422: both are a malformed body, reported one way.
+        reason = f"not UTF-8 ({error.__cause__.reason} at byte {error.__cause__.start})"
+        return problem_response(
+            _VALIDATION,
+            f"body: {reason}; send JSON encoded as UTF-8",
+            instance=request.url.path,
+            errors=[FieldError(loc=["body"], msg=reason, type="json_invalid")],
+        )
     slug = {404: "not-found", 405: "method-not-allowed"}.get(status, f"http-{status}")
     title = _reason(status)
     detail = error.detail if isinstance(error.detail, str) else title
@@ -224,7 +237,31 @@ async def _http_error(request: Request, error: Exception) -> Response:
     response = problem_response(ProblemKind(status, slug, title), detail, instance=request.url.path)
     for name, value in (error.headers or {}).items():
         response.headers[name] = value
+    if status == 405 and (allowed := _documented_methods(request)):
+        # Starlette names only the methods of the first route on the path (GET where GET
+        # and DELETE share one): the Allow header lists every method the path supports.
+        response.headers["allow"] = ", ".join(allowed)
     return response
+
+
+def _documented_methods(request: Request) -> list[str]:
+    """The methods the API documents for the request's path (HEAD with GET)."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        if _path_pattern(template).match(request.url.path):
+            methods |= {method.upper() for method in operations if method in _METHODS}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
+_METHODS = frozenset(("get", "put", "post", "delete", "patch", "head", "options"))
+
+
+@functools.lru_cache(maxsize=64)
+def _path_pattern(template: str) -> re.Pattern[str]:
+    pattern, _format, _convertors = compile_path(template)
+    return pattern
 
 
 async def _unexpected_error(request: Request, error: Exception) -> Response:
@@ -270,7 +307,7 @@ def document(openapi: dict[str, Any]) -> dict[str, Any]:
 def _operations(openapi: dict[str, Any]) -> Iterable[dict[str, Any]]:
     for path in openapi.get("paths", {}).values():
         for method, operation in path.items():
-            if method in ("get", "put", "post", "delete", "patch", "head", "options"):
+            if method in _METHODS:
                 yield operation
 
 

@@ -537,7 +537,25 @@ def test_wrong_method_is_405_problem(dedup_client: TestClient) -> None:
     response = dedup_client.put("/v1/articles", json=body("x"))
 
     assert_problem(response, 405, "method-not-allowed", "PUT is not allowed")
-    assert "POST" in response.headers["allow"]
+    assert response.headers["allow"] == "POST"
+
+
+def test_405_allows_every_method_of_the_path(dedup_client: TestClient) -> None:
+    # GET and DELETE are two routes on one path; the Allow header names both.
+    response = dedup_client.request("OPTIONS", "/v1/articles/some-id")
+
+    assert_problem(response, 405, "method-not-allowed", "OPTIONS is not allowed")
+    assert response.headers["allow"] == "DELETE, GET, HEAD"
+
+
+@pytest.mark.parametrize("raw", [b"\x80", b'{"id": "x", "text": "\xc3("}'])
+def test_a_body_that_is_not_utf8_is_422_like_bad_json(dedup_client: TestClient, raw: bytes) -> None:
+    response = dedup_client.post(
+        "/v1/articles", content=raw, headers={"content-type": "application/json"}
+    )
+
+    problem = assert_problem(response, 422, "invalid-request", "body: not UTF-8")
+    assert problem["errors"][0]["loc"] == ["body"]
 
 
 def test_api_key_is_required_when_configured(start_app: StartApp) -> None:
