@@ -107,7 +107,11 @@ class ArticleIn(BaseModel):
         description="BCP-47 tag such as 'ar' or 'en-GB'; detected when absent.",
     )
     published_at: Timestamp = Field(
-        default=None, description="RFC 3339; the receipt time when absent. Stored in UTC."
+        default=None,
+        description=(
+            "RFC 3339 (a bare date is midnight UTC); the receipt time when absent, null or "
+            "empty. Stored in UTC."
+        ),
     )
 
     def to_article(self) -> engine.Article:

@@ -10,6 +10,7 @@ import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -503,11 +504,21 @@ def test_recent_clusters(dedup_client: TestClient) -> None:
     listed = dedup_client.get("/v1/clusters").json()["clusters"]
     limited = dedup_client.get("/v1/clusters", params={"limit": 1}).json()["clusters"]
     future = dedup_client.get("/v1/clusters", params={"updated_since": "2999-01-01T00:00:00Z"})
+    empty = dedup_client.get("/v1/clusters", params={"updated_since": ""}).json()["clusters"]
 
     assert [cluster["canonical"]["id"] for cluster in listed] == ["m1", "b1"]
     assert set(listed[0]) == CLUSTER_FIELDS | {"updated_at"}
     assert len(limited) == 1
     assert future.json() == {"clusters": []}
+    assert empty == listed  # an empty updated_since is no filter, as documented
+
+
+def test_an_empty_published_at_is_the_receipt_time(dedup_client: TestClient) -> None:
+    # Ingestion systems often send "" for a missing field: documented as absent.
+    verdict = dedup_client.post("/v1/articles", json=body("b1", published_at="")).json()
+
+    published = datetime.fromisoformat(verdict["cluster"]["canonical"]["published_at"])
+    assert abs(published - datetime.now(UTC)) < timedelta(minutes=5)
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,8 @@ async def read(
 async def recent(
     engine: EngineDep,
     updated_since: Annotated[
-        schemas.Timestamp, Query(description="RFC 3339; only stories updated at or after it.")
+        schemas.Timestamp,
+        Query(description="RFC 3339; only stories updated at or after it (empty: all)."),
     ] = None,
     limit: Limit = 50,
 ) -> schemas.ClusterList:
