@@ -82,6 +82,10 @@ def create_app(
         version=_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
+        # "/v1/clusters/" is no route (404), not a redirect to "/v1/clusters": a redirect
+        # built from the Host header points past a TLS-terminating proxy, and it answered
+        # the story lookup of an empty id with the list of stories.
+        redirect_slashes=False,
     )
     app.state.runtime = runtime
     problems.install(app)

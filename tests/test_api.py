@@ -544,6 +544,12 @@ def test_unknown_route_is_404_problem(dedup_client: TestClient) -> None:
     assert_problem(dedup_client.get("/v2/articles"), 404, "not-found", "no route matches")
 
 
+def test_a_trailing_slash_is_no_route_not_a_redirect(dedup_client: TestClient) -> None:
+    response = dedup_client.get("/v1/clusters/", follow_redirects=False)
+
+    assert_problem(response, 404, "not-found", "no route matches GET /v1/clusters/")
+
+
 def test_wrong_method_is_405_problem(dedup_client: TestClient) -> None:
     response = dedup_client.put("/v1/articles", json=body("x"))
 
