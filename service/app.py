@@ -95,7 +95,7 @@ def create_app(
     app.include_router(health.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: refused oversize bodies are counted too.
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
 

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import paths
 
 if TYPE_CHECKING:
     from index.article import Verdict
@@ -108,10 +109,9 @@ class MetricsMiddleware:
     Route templates (``/v1/articles/{article_id}``), not raw paths, keep the label set small.
     """
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, routes: list[BaseRoute]) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
-        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -134,16 +134,8 @@ class MetricsMiddleware:
             self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
 
     def _route(self, scope: Scope) -> str:
-        route = scope.get("route")
-        if route is None:
+        path = getattr(scope.get("route"), "path", None)
+        if not isinstance(path, str) and "app" in scope:
             # Requests refused before routing (oversize bodies) still name their route.
-            route = next(
-                (
-                    candidate
-                    for candidate in self.routes
-                    if candidate.matches(scope)[0] != Match.NONE
-                ),
-                None,
-            )
-        path = getattr(route, "path", None)
+            path = paths.template_of(scope["app"], scope["path"], scope["method"])
         return _CONVERTER.sub("}", path) if isinstance(path, str) else "unmatched"

@@ -8,9 +8,7 @@ error responses themselves.
 
 from __future__ import annotations
 
-import functools
 import logging
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -22,7 +20,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
-from starlette.routing import compile_path
 
 from index.errors import (
     ArticleNotFoundError,
@@ -39,6 +36,7 @@ from index.errors import (
     StoreClosedError,
     StoryNotFoundError,
 )
+from service import paths
 
 logger = logging.getLogger(__name__)
 
@@ -237,31 +235,11 @@ async def _http_error(request: Request, error: Exception) -> Response:
     response = problem_response(ProblemKind(status, slug, title), detail, instance=request.url.path)
     for name, value in (error.headers or {}).items():
         response.headers[name] = value
-    if status == 405 and (allowed := _documented_methods(request)):
+    if status == 405 and (allowed := paths.methods_of(request.app, request.url.path)):
         # Starlette names only the methods of the first route on the path (GET where GET
         # and DELETE share one): the Allow header lists every method the path supports.
         response.headers["allow"] = ", ".join(allowed)
     return response
-
-
-def _documented_methods(request: Request) -> list[str]:
-    """The methods the API documents for the request's path (HEAD with GET)."""
-    methods: set[str] = set()
-    for template, operations in request.app.openapi().get("paths", {}).items():
-        if _path_pattern(template).match(request.url.path):
-            methods |= {method.upper() for method in operations if method in _METHODS}
-    if "GET" in methods:
-        methods.add("HEAD")
-    return sorted(methods)
-
-
-_METHODS = frozenset(("get", "put", "post", "delete", "patch", "head", "options"))
-
-
-@functools.lru_cache(maxsize=64)
-def _path_pattern(template: str) -> re.Pattern[str]:
-    pattern, _format, _convertors = compile_path(template)
-    return pattern
 
 
 async def _unexpected_error(request: Request, error: Exception) -> Response:
@@ -307,7 +285,7 @@ def document(openapi: dict[str, Any]) -> dict[str, Any]:
 def _operations(openapi: dict[str, Any]) -> Iterable[dict[str, Any]]:
     for path in openapi.get("paths", {}).values():
         for method, operation in path.items():
-            if method in _METHODS:
+            if method in ("get", "put", "post", "delete", "patch", "head", "options"):
                 yield operation
 
 

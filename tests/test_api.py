@@ -237,6 +237,13 @@ def test_declared_oversize_body_is_413(start_app: StartApp) -> None:
 
     assert_problem(response, 413, "payload-too-large", "at most 1000")
     assert client.get("/v1/articles/big").status_code == 404
+    # Refused before routing, and still counted under the route it was sent to.
+    batch = client.post("/v1/articles/batch", json={"articles": [body("big", "word " * 400)]})
+    assert batch.status_code == 413
+    metrics = client.get("/metrics").text
+    for route in ("/v1/articles", "/v1/articles/batch"):
+        line = f'samestory_http_requests_total{{method="POST",route="{route}",status="413"}} 1.0'
+        assert line in metrics, metrics
 
 
 def test_streamed_oversize_body_is_413(start_app: StartApp) -> None:
