@@ -1,7 +1,8 @@
 """Property-based API tests: schemathesis drives every operation of /openapi.json in-process.
 
-Valid and invalid requests alike must never get a 5xx, and every response must match its
-documented schema (problem bodies included). Runs against the real app in stories mode
+Valid and invalid requests alike must never get a 5xx, and every response must have a
+documented status and content type and match its documented schema (problem bodies
+included). Runs against the real app in stories mode
 with the real default model, so the embedding path is exercised too.
 """
 
@@ -19,7 +20,11 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.python import asgi
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from service.app import create_app
 from service.settings import Settings
@@ -70,7 +75,14 @@ def test_api_conforms_to_its_schema(api_schema: schemathesis.BaseSchema) -> None
                 max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck)
             )
             def check(case: schemathesis.Case) -> None:
-                case.call_and_validate(checks=[not_a_server_error, response_schema_conformance])
+                case.call_and_validate(
+                    checks=[
+                        not_a_server_error,
+                        status_code_conformance,
+                        content_type_conformance,
+                        response_schema_conformance,
+                    ]
+                )
 
             try:
                 check()
