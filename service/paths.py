@@ -16,7 +16,8 @@ from typing import Any
 
 from starlette.routing import compile_path
 
-_METHODS = frozenset(("get", "put", "post", "delete", "patch", "head", "options"))
+# The HTTP methods an OpenAPI path item can name (its other keys are not operations).
+METHODS = frozenset(("get", "put", "post", "delete", "patch", "head", "options"))
 
 
 def _operations(app: Any) -> list[tuple[re.Pattern[str], str, frozenset[str]]]:
@@ -26,7 +27,7 @@ def _operations(app: Any) -> list[tuple[re.Pattern[str], str, frozenset[str]]]:
     )
     if cached is None:
         cached = [
-            (_pattern(template), template, frozenset(m.upper() for m in methods if m in _METHODS))
+            (_pattern(template), template, frozenset(m.upper() for m in methods if m in METHODS))
             for template, methods in app.openapi().get("paths", {}).items()
         ]
         app.state._samestory_operations = cached

@@ -285,7 +285,7 @@ def document(openapi: dict[str, Any]) -> dict[str, Any]:
 def _operations(openapi: dict[str, Any]) -> Iterable[dict[str, Any]]:
     for path in openapi.get("paths", {}).values():
         for method, operation in path.items():
-            if method in ("get", "put", "post", "delete", "patch", "head", "options"):
+            if method in paths.METHODS:
                 yield operation
 
 
