@@ -263,11 +263,12 @@ def story_row_of(story_id_text: str) -> int:
         story_id_text[:1] != "s"
         or not (digits.isascii() and digits.isdigit())
         or len(digits) > _MAX_ROW_DIGITS
-        or str(int(digits)) != digits
-        or int(digits) > _MAX_ROW
     ):
         raise StoryNotFoundError(story_id_text)
-    return int(digits)
+    row = int(digits)
+    if str(row) != digits or row > _MAX_ROW:
+        raise StoryNotFoundError(story_id_text)
+    return row
 
 
 _MAX_ROW = 2**63 - 1

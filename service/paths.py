@@ -10,7 +10,6 @@ routes themselves; the OpenAPI paths list every documented template and its meth
 
 from __future__ import annotations
 
-import functools
 import re
 from typing import Any
 
@@ -27,17 +26,15 @@ def _operations(app: Any) -> list[tuple[re.Pattern[str], str, frozenset[str]]]:
     )
     if cached is None:
         cached = [
-            (_pattern(template), template, frozenset(m.upper() for m in methods if m in METHODS))
+            (
+                compile_path(template)[0],
+                template,
+                frozenset(m.upper() for m in methods if m in METHODS),
+            )
             for template, methods in app.openapi().get("paths", {}).items()
         ]
         app.state._samestory_operations = cached
     return cached
-
-
-@functools.lru_cache(maxsize=128)
-def _pattern(template: str) -> re.Pattern[str]:
-    pattern, _format, _convertors = compile_path(template)
-    return pattern
 
 
 def methods_of(app: Any, path: str) -> list[str]:

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 import pytest
+from conftest import engine_embedder
 from fastapi.testclient import TestClient
 
 from index.article import Article, parse_timestamp
@@ -734,18 +735,9 @@ def test_a_batch_store_seeds_the_live_service(
 def test_stories_mode_equals_the_service_and_keeps_one_canonical_per_story(
     tmp_path: Path, default_model: Path
 ) -> None:
-    from index.embed import SentenceTransformerEmbedder
-    from index.params import Parameters
-
     records = _story_articles()
     settings = Settings(model_cache_dir=default_model.parent)  # type: ignore[call-arg]
-    params = Parameters()
-    embedder = SentenceTransformerEmbedder(
-        params.model,
-        cache_dir=default_model.parent,
-        max_seq_length=params.embed_max_tokens,
-        prompt=params.embed_prompt,
-    )
+    embedder = engine_embedder(default_model.parent)
     with Engine.open(tmp_path / "reference", embedder=embedder) as engine:
         served = service_verdicts(engine, records)
     source = write(tmp_path / "in.jsonl", records)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import model_cache_path
 
 from index.embed import (
     SentenceTransformerEmbedder,
@@ -57,8 +58,7 @@ PROMPTED_CASES = ["query: " + text for text in [*TOKENIZER_CASES, " ".join(MULTI
 
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
-    cache = Path(os.environ.get("SAMESTORY_TEST_MODEL_CACHE", REPO / ".cache" / "models"))
-    return build_default_model(cache)
+    return build_default_model(model_cache_path())
 
 
 @pytest.fixture(scope="module")
