@@ -105,6 +105,17 @@ Vector = npt.NDArray[np.float32]
 
 _STORE_FILE = "samestory.sqlite3"
 _SNAPSHOT_DIR = "snapshots"
+
+# A periodic snapshot rewrites every index, so its cost grows with the store: one every
+# fixed number of ingests makes a long run quadratic (a million-article batch wrote its
+# snapshots a hundred times, most of the run's system time). Waiting until the ingests
+# since the last one reach this share of the stored articles keeps the total written
+# within a constant factor of the final snapshot (a geometric series); a restart after a
+# crash re-adds at most that share from the record.
+SNAPSHOT_GROWTH = 0.1
+
+# ... and after at least this many ingests (Engine.open's default).
+SNAPSHOT_EVERY = 10_000
 _TERMS_LIMIT = 600
 
 
@@ -544,7 +555,7 @@ class Engine:
         snapshot_dir: Path,
         *,
         mode: Mode,
-        snapshot_every: int,
+        snapshot_every: int | None,
         fingerprint: str,
     ) -> None:
         self.params = params
@@ -574,7 +585,7 @@ class Engine:
         embedder: Embedder | None = None,
         mode: Mode = "stories",
         synchronous: Synchronous = "full",
-        snapshot_every: int = 10_000,
+        snapshot_every: int | None = SNAPSHOT_EVERY,
     ) -> Engine:
         """Open (or create) the engine's store under ``data_dir`` and load its indexes.
 
@@ -588,7 +599,9 @@ class Engine:
                 near-duplicates only; each near-duplicate group is its own story, no model).
             synchronous: SQLite's durability: ``"full"`` survives power loss, ``"normal"``
                 survives a process crash (faster for batch work).
-            snapshot_every: write index snapshots after this many ingests (and on close).
+            snapshot_every: write index snapshots after this many ingests, or after
+                :data:`SNAPSHOT_GROWTH` of the stored articles where that is more (and on
+                close); ``None``: only on close and :meth:`snapshot`.
 
         Raises:
             ValueError: ``"stories"`` mode without an embedder.
@@ -654,13 +667,19 @@ class Engine:
             store.connection.execute("DELETE FROM meta WHERE key = 'evidence_pending'")
         logger.info("read the event-time evidence of %d stored articles", filled)
 
-    def close(self) -> None:
-        """Write index snapshots and close the store. Idempotent."""
+    def close(self, *, snapshot: bool = True) -> None:
+        """Write index snapshots and close the store. Idempotent.
+
+        Args:
+            snapshot: ``False`` skips the snapshots (a store about to be deleted); the next
+                open rebuilds what they lack from the record.
+        """
         with self._lock:
             if self._closed:
                 return
             try:
-                self._snapshot_after_commit()
+                if snapshot:
+                    self._snapshot_after_commit()
             finally:
                 self._store.close()
                 self._closed = True
@@ -787,6 +806,12 @@ class Engine:
             tmp.write_text(json.dumps(state))
             tmp.replace(self._snapshot_dir / "state.json")
             self._since_snapshot = 0
+
+    def _snapshot_due(self) -> bool:
+        if self._snapshot_every is None:
+            return False
+        due = max(self._snapshot_every, int(SNAPSHOT_GROWTH * len(self._lsh)))
+        return self._since_snapshot >= due
 
     def _snapshot_after_commit(self) -> None:
         """:meth:`snapshot`, where a failure to write it must not undo what is committed.
@@ -1481,7 +1506,7 @@ class Engine:
                     self._unapply_from_indexes(row, item, decision)
                 raise
             self._since_snapshot += len(applied)
-            if self._since_snapshot >= self._snapshot_every:
+            if self._snapshot_due():
                 self._snapshot_after_commit()
             # What was stored just now is known; only the articles stored before are read.
             rows = {

@@ -667,14 +667,17 @@ _GC_YOUNGEST = 10_000
 def _open_engine(settings: Settings, options: DedupOptions, store: Path) -> Iterator[Engine]:
     # "normal" survives a killed process (what resuming needs); a temporary store need not
     # survive anything.
-    synchronous = "normal" if options.store is not None else "off"
+    kept = options.store is not None
+    synchronous = "normal" if kept else "off"
     settings = settings.model_copy(update={"data_dir": store, "synchronous": synchronous})
-    engine = open_engine(settings, mode=options.mode)
+    # A temporary store is deleted at the end: index snapshots of it would be written for
+    # nothing.
+    engine = open_engine(settings, mode=options.mode, periodic_snapshots=kept)
     engine.set_page_cache(BATCH_PAGE_CACHE_MIB)
     try:
         yield engine
     finally:
-        engine.close()
+        engine.close(snapshot=kept)
 
 
 def _output_columns(reader: RecordReader, fields: FieldMap) -> list[str] | None:

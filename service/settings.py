@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from index.engine import Engine, Mode
+from index.engine import SNAPSHOT_EVERY, Engine, Mode
 from index.params import DEFAULT_MODEL, Parameters
 from index.store import Synchronous
 
@@ -91,12 +91,16 @@ class Settings(BaseSettings):
         return Parameters().replace(**changes)
 
 
-def open_engine(settings: Settings, *, mode: Mode | None = None) -> Engine:
+def open_engine(
+    settings: Settings, *, mode: Mode | None = None, periodic_snapshots: bool = True
+) -> Engine:
     """Open the engine the settings describe (loading the model only in ``stories`` mode).
 
     Args:
         settings: the service settings.
         mode: overrides ``settings.mode`` when given.
+        periodic_snapshots: ``False``: index snapshots only when asked for, for a store
+            that is deleted after use.
     """
     mode = mode or settings.mode
     params = settings.parameters()
@@ -114,5 +118,10 @@ def open_engine(settings: Settings, *, mode: Mode | None = None) -> Engine:
             precision=settings.precision,
         )
     return Engine.open(
-        settings.data_dir, params, embedder=embedder, mode=mode, synchronous=settings.synchronous
+        settings.data_dir,
+        params,
+        embedder=embedder,
+        mode=mode,
+        synchronous=settings.synchronous,
+        snapshot_every=SNAPSHOT_EVERY if periodic_snapshots else None,
     )

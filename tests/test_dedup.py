@@ -710,6 +710,28 @@ def test_a_rerun_on_a_finished_store_skips_every_record(
     assert (tmp_path / "one.jsonl").read_bytes() == (tmp_path / "two.jsonl").read_bytes()
 
 
+def test_only_a_kept_store_has_its_index_snapshots_written(
+    tmp_path: Path, articles: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A temporary store is deleted at the end: snapshots of it would be written for nothing.
+    written: list[Path] = []
+    snapshot = Engine.snapshot
+
+    def counted(engine: Engine) -> None:
+        written.append(engine._snapshot_dir)
+        snapshot(engine)
+
+    monkeypatch.setattr(Engine, "snapshot", counted)
+    source = write(tmp_path / "in.jsonl", articles)
+    deduplicate(options(source, tmp_path / "temporary.jsonl", batch_size=4, workers=0))
+    assert written == []
+    store = tmp_path / "store"
+    deduplicate(options(source, tmp_path / "kept.jsonl", batch_size=4, workers=0, store=store))
+    assert written == [store / "snapshots"]
+    assert (store / "snapshots" / "state.json").is_file()
+    assert (tmp_path / "temporary.jsonl").read_bytes() == (tmp_path / "kept.jsonl").read_bytes()
+
+
 def test_a_batch_store_seeds_the_live_service(
     tmp_path: Path, articles: list[dict[str, Any]]
 ) -> None:

@@ -23,6 +23,7 @@ import pytest
 from conftest import ECONOMY, FLOOD, engine_embedder, fill_up, make_room
 
 from index import dates
+from index import engine as engine_module
 from index.article import Article, Verdict
 from index.dates import read_evidence
 from index.embed import SentenceTransformerEmbedder
@@ -357,6 +358,57 @@ def test_indexes_are_rebuilt_when_snapshots_are_missing(tmp_path: Path) -> None:
     with Engine.open(tmp_path, mode="dedup") as engine:
         assert engine.counts()["lsh_entries"] == 1
         assert engine.ingest(_article("b", FLOOD[:3])).duplicate_of == "a"
+
+
+def _own_texts(count: int) -> list[Article]:
+    rng = random.Random(11)
+    vocabulary = [f"word{number}" for number in range(2000)]
+    return [
+        Article(id=f"own{number}", text=" ".join(rng.choice(vocabulary) for _ in range(40)))
+        for number in range(count)
+    ]
+
+
+def test_periodic_snapshots_wait_longer_as_the_store_grows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each snapshot rewrites every index: a fixed interval would make a long run quadratic.
+    monkeypatch.setattr(engine_module, "SNAPSHOT_GROWTH", 0.5)
+    written: list[int] = []
+    with Engine.open(tmp_path, mode="dedup", snapshot_every=2) as engine:
+        snapshot = engine.snapshot
+
+        def counted() -> None:
+            written.append(engine.counts()["articles"])
+            snapshot()
+
+        monkeypatch.setattr(engine, "snapshot", counted)
+        for article in _own_texts(40):
+            engine.ingest(article)
+        # After 2 ingests at least, or half the store where that is more; and on close.
+        assert written == [2, 4, 7, 13, 25]
+    assert written == [2, 4, 7, 13, 25, 40]
+
+
+def test_without_periodic_snapshots_a_store_closed_without_one_reopens_from_the_record(
+    tmp_path: Path,
+) -> None:
+    articles = _own_texts(30)
+    with Engine.open(tmp_path, mode="dedup", snapshot_every=None) as engine:
+        for article in articles[:20]:
+            engine.ingest(article)
+        assert not (tmp_path / "snapshots").exists()
+        engine.snapshot()
+        for article in articles[20:]:
+            engine.ingest(article)
+        engine.close(snapshot=False)
+    state = json.loads((tmp_path / "snapshots" / "state.json").read_text())
+    with Engine.open(tmp_path, mode="dedup") as engine:
+        # The snapshot has the first 20; the other 10 are read again from the record.
+        assert engine.counts()["lsh_entries"] == 30
+        copy = engine.ingest(Article(id="copy", text=articles[25].text))
+    assert state["max_row"] == 20
+    assert (copy.status, copy.duplicate_of) == ("exact_duplicate", "own25")
 
 
 def test_batch_equals_one_at_a_time(tmp_path: Path) -> None:
