@@ -27,6 +27,10 @@ Stages (``--stages``, comma-separated; all by default):
   60k articles (SaudiNewsNet + ANT).
 - ``startup``: ``samestory serve`` to ``/readyz`` with 60k articles stored, from the index
   snapshots against a rebuild from the record.
+- ``archive`` (only when named; about 8 minutes and 8 GB of disk): ``samestory dedup
+  --store`` over a million articles (SaudiNewsNet and ANT, then word-permuted replicas of
+  them), its docs/s early and late in the run, peak memory and store size, then ``serve``
+  over that store: time to ready and single-request ingest latency.
 
 Seeded stores: storing 30k or 60k articles in ``stories`` mode through the real model
 takes 40 to 80 minutes on this CPU, so the stores are seeded in process with stand-in
@@ -85,7 +89,19 @@ logger = logging.getLogger("benchmarks.perf")
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 DEFAULT_MODEL_CACHE = REPO / ".cache" / "models"
 RESULTS = REPO / "benchmarks" / "results"
-STAGES = ("pipeline", "minhash", "dedup", "stories", "rest", "match", "memory", "startup")
+STAGES = (
+    "pipeline",
+    "minhash",
+    "dedup",
+    "stories",
+    "rest",
+    "match",
+    "memory",
+    "startup",
+    "archive",
+)
+# ``archive`` (about 8 minutes and 8 GB of disk) runs only when named.
+DEFAULT_STAGES = tuple(name for name in STAGES if name != "archive")
 SEED_BATCH = 256
 # Bumped whenever the seeding changes what a cached store holds.
 _SEED_VERSION = 1
@@ -111,6 +127,7 @@ class Sizes:
     step_seconds: float = 30.0
     match_rate: float = 200.0
     match_seconds: float = 30.0
+    archive_docs: int = 1_000_000
 
 
 QUICK = Sizes(
@@ -128,6 +145,7 @@ QUICK = Sizes(
     step_rates=(2.0, 5.0, 20.0, 40.0),
     step_seconds=8.0,
     match_seconds=5.0,
+    archive_docs=70_000,
 )
 
 
@@ -1030,6 +1048,247 @@ def stage_startup(run: Run) -> None:
     )
 
 
+def _archive_file(run: Run, count: int) -> Path:
+    """``count`` articles: SaudiNewsNet and ANT, then word-permuted replicas of them.
+
+    Replica 0 is the real data. Replica ``k`` maps every word through a permutation of
+    the vocabulary (by corpus frequency, within bands of 64 ranks, seeded by ``k``), so its
+    texts are new to every other replica while copies inside it stay copies and word
+    frequencies stay realistic. Cached under the work directory.
+    """
+    import random
+    from collections import Counter
+
+    target = run.work / f"archive-{count}-v1.jsonl.gz"
+    if target.exists():
+        return target
+    base = load_saudinewsnet(run.data) + load_ant(run.data)
+    frequencies: Counter[str] = Counter()
+    for article in base:
+        frequencies.update(article.text.split())
+        frequencies.update((article.title or "").split())
+    vocabulary = [word for word, _ in frequencies.most_common()]
+    partial = target.with_name(target.name + ".partial")
+    written = 0
+    with gzip.open(partial, "wb", compresslevel=1) as out:
+        for replica in range(math.ceil(count / len(base))):
+            mapping: dict[str, str] = {}
+            if replica:
+                rng = random.Random(replica)
+                for start in range(0, len(vocabulary), 64):
+                    band = vocabulary[start : start + 64]
+                    shuffled = band[:]
+                    rng.shuffle(shuffled)
+                    mapping.update(zip(band, shuffled, strict=True))
+
+            def mapped(text: str, mapping: dict[str, str] = mapping) -> str:
+                if not mapping:
+                    return text
+                return "\n".join(
+                    " ".join(mapping.get(word, word) for word in line.split(" "))
+                    for line in text.split("\n")
+                )
+
+            for article in base[: count - written]:
+                record = {
+                    "id": f"{article.id}~r{replica}",
+                    "text": mapped(article.text),
+                    "title": mapped(article.title or ""),
+                    "source": article.source,
+                    "published_at": (
+                        article.published_at.isoformat() if article.published_at else None
+                    ),
+                }
+                out.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
+            written += min(len(base), count - (written))
+    partial.replace(target)
+    return target
+
+
+def _tree_rss_bytes(pid: int) -> int:
+    """Resident set size of a process and its children (the dedup workers)."""
+    total = 0
+    for candidate in [pid, *_children(pid)]:
+        try:
+            total += _rss_bytes(candidate)
+        except OSError:
+            continue
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        listed = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(child) for child in listed]
+
+
+def stage_archive(run: Run) -> None:
+    """``samestory dedup --mode dedup --store`` over an archive of a million articles.
+
+    Throughput over the first and the last tenth of the run (linear growth: the later
+    articles are decided against ten times more stored ones), peak memory, the store's
+    size, then ``samestory serve`` over the result: time to ready, and new articles and
+    exact copies posted one at a time.
+    """
+    count = run.sizes.archive_docs
+    source = _archive_file(run, count)
+    store = run.work / "archive-store"
+    shutil.rmtree(store, ignore_errors=True)
+    output = run.work / "archive-out.jsonl.gz"
+    command = _samestory(
+        "dedup", str(source), "-o", str(output), "--mode", "dedup", "--store", str(store), "-q"
+    )
+    env = service_env(run, run.work / "archive-unused")
+    progress: list[tuple[float, int]] = []
+    peak = 0
+    log = run.work / "archive-dedup.log"
+    with open(log, "wb") as handle:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=handle, stderr=handle)
+        database = store / "samestory.sqlite3"
+        while process.poll() is None:
+            time.sleep(1.0)
+            peak = max(peak, _tree_rss_bytes(process.pid))
+            try:
+                with closing(
+                    sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1.0)
+                ) as reader:
+                    stored = reader.execute("SELECT max(row) FROM articles").fetchone()[0]
+            except sqlite3.Error:
+                continue
+            progress.append((time.perf_counter() - started, int(stored or 0)))
+        seconds = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"samestory dedup failed ({process.returncode}); see {log}")
+
+    def rate_between(low: float, high: float) -> float:
+        # When the store passed each share of the run, read off the polls (interpolated).
+        at = np.array([0.0, *(seconds for seconds, _ in progress)])
+        rows = np.array([0.0, *(stored for _, stored in progress)])
+        begin, end = np.interp([low * count, high * count], rows, at)
+        return _rate(int((high - low) * count), float(end - begin))
+
+    early, late = rate_between(0.05, 0.15), rate_between(0.85, 0.95)
+    store_bytes = sum(path.stat().st_size for path in store.rglob("*") if path.is_file())
+    with closing(sqlite3.connect(store / "samestory.sqlite3")) as reader:
+        stored = int(reader.execute("SELECT count(*) FROM articles").fetchone()[0])
+    run.add(
+        Row(
+            "archive",
+            f"dedup --store, {count:,} docs: docs/s over 5-15 % against 85-95 % of the run",
+            _docs(early),
+            _docs(late),
+            late / early,
+            "report",
+            None,
+        )
+    )
+    run.add(
+        Row(
+            "archive",
+            f"the same run: whole run, peak RSS {peak / 2**20:,.0f} MiB (all processes)",
+            "",
+            f"{_rate(count, seconds):,.0f} docs/s ({seconds:,.0f} s)",
+            None,
+            "report",
+            None,
+        )
+    )
+    run.add(
+        Row(
+            "archive",
+            f"store on disk, {stored:,} articles stored",
+            "",
+            f"{store_bytes / stored:,.0f} B/article ({store_bytes / 2**30:,.1f} GiB)",
+            None,
+            "report",
+            None,
+        )
+    )
+    details: dict[str, Any] = {
+        "documents": count,
+        "stored": stored,
+        "seconds": seconds,
+        "early_docs_s": early,
+        "late_docs_s": late,
+        "peak_rss_bytes": peak,
+        "store_bytes": store_bytes,
+        "progress": progress,
+        "command": " ".join(command[1:]),
+    }
+    run.details["archive"] = details
+    _archive_service(run, store, source, details)
+    shutil.rmtree(store, ignore_errors=True)
+    output.unlink(missing_ok=True)
+
+
+def _archive_service(run: Run, store: Path, source: Path, details: dict[str, Any]) -> None:
+    """``samestory serve`` (dedup mode) over the archive's store."""
+    import httpx
+
+    probes: list[dict[str, Any]] = []
+    with gzip.open(source, "rt", encoding="utf-8") as lines:
+        for line in lines:
+            probes.append(json.loads(line))
+            if len(probes) >= run.sizes.sequential * 2:
+                break
+    previous = os.environ.get("SAMESTORY_MODE")
+    os.environ["SAMESTORY_MODE"] = "dedup"
+    try:
+        with (
+            serve(run, store, "archive-serve") as server,
+            httpx.Client(base_url=server.base_url, timeout=60.0) as client,
+        ):
+            timings: dict[str, list[float]] = {"new": [], "copy": []}
+            for number, probe in enumerate(probes):
+                # New: the words of a stored text in reverse order (no shared 5-gram).
+                new = {**probe, "id": f"archive-new-{number}"}
+                new["text"] = " ".join(reversed(probe["text"].split(" ")))
+                copy = {**probe, "id": f"archive-copy-{number}"}
+                for kind, body in (("new", new), ("copy", copy)):
+                    began = time.perf_counter()
+                    response = client.post("/v1/articles", json=body)
+                    timings[kind].append(time.perf_counter() - began)
+                    if response.status_code not in (200, 201, 422):
+                        raise RuntimeError(f"POST /v1/articles: {response.status_code}")
+            ready = server.ready_s
+    finally:
+        if previous is None:
+            os.environ.pop("SAMESTORY_MODE", None)
+        else:
+            os.environ["SAMESTORY_MODE"] = previous
+    run.add(
+        Row(
+            "archive",
+            "serve --mode dedup over that store: to /readyz from the snapshot",
+            "",
+            f"{ready:,.1f} s",
+            None,
+            "report",
+            None,
+        )
+    )
+    for kind, label in (("new", "new articles"), ("copy", "exact copies")):
+        ordered = sorted(timings[kind])
+        p50 = ordered[len(ordered) // 2] * 1000
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+        run.add(
+            Row(
+                "archive",
+                f"POST /v1/articles one at a time, {len(ordered)} {label}: p50 / p99",
+                "",
+                f"{p50:,.1f} / {p99:,.1f} ms",
+                None,
+                "report",
+                None,
+            )
+        )
+        details[f"post_{kind}_ms"] = {"p50": p50, "p99": p99}
+    details["serve_ready_s"] = ready
+
+
 _STAGE_FUNCTIONS: dict[str, Callable[[Run], None]] = {
     "pipeline": stage_pipeline,
     "minhash": stage_minhash,
@@ -1038,6 +1297,7 @@ _STAGE_FUNCTIONS: dict[str, Callable[[Run], None]] = {
     "rest": stage_rest,
     "memory": stage_memory,
     "startup": stage_startup,
+    "archive": stage_archive,
 }
 
 
@@ -1082,7 +1342,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="samestory speed against same-run baselines (see the module docstring)."
     )
-    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages")
+    parser.add_argument(
+        "--stages",
+        default=",".join(DEFAULT_STAGES),
+        help="comma-separated stages (default: all but archive)",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=RESULTS / "perf.json")
