@@ -540,6 +540,15 @@ def prepare(
     )
 
 
+def _fsync_directory(path: Path) -> None:
+    """Make a directory's entries (a removed or renamed file) durable now."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 class Engine:
     """samestory's engine over one data directory.
 
@@ -793,6 +802,12 @@ class Engine:
         with self._lock:
             self._snapshot_dir.mkdir(parents=True, exist_ok=True)
             max_row, deletions = self._store.generation()
+            # state.json says which rows the files hold. It goes first and comes back last:
+            # a snapshot cut short (a crash, a full disk) leaves none, and the next open
+            # rebuilds from the record instead of taking new files for an old state (and
+            # adding the rows between the two a second time).
+            (self._snapshot_dir / "state.json").unlink(missing_ok=True)
+            _fsync_directory(self._snapshot_dir)
             self._lsh.save(self._snapshot_dir / "lsh.bin", fingerprint=self._fingerprint)
             self._frequencies.save(
                 self._snapshot_dir / "frequencies.npz", fingerprint=self._fingerprint

@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -409,6 +410,40 @@ def test_without_periodic_snapshots_a_store_closed_without_one_reopens_from_the_
         copy = engine.ingest(Article(id="copy", text=articles[25].text))
     assert state["max_row"] == 20
     assert (copy.status, copy.duplicate_of) == ("exact_duplicate", "own25")
+
+
+def test_a_snapshot_cut_short_is_not_loaded_half_new(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The process dies after the index files are replaced but before state.json is: the
+    # next open must not take the new files for the old state's (it would add the rows
+    # after the old state's last row to them a second time).
+    articles = _own_texts(30)
+    with Engine.open(tmp_path, mode="dedup", snapshot_every=None) as engine:
+        for article in articles[:10]:
+            engine.ingest(article)
+        engine.snapshot()
+        for article in articles[10:]:
+            engine.ingest(article)
+        replace = Path.replace
+
+        def dies_at_the_state(self: Path, target: Path) -> Path:
+            if Path(target).name == "state.json":
+                raise OSError(5, "killed")
+            return replace(self, target)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(Path, "replace", dies_at_the_state)
+            engine._snapshot_after_commit()
+        engine.close(snapshot=False)
+    with Engine.open(tmp_path, mode="dedup") as engine:
+        reopened = engine._frequencies._counts.copy()
+        assert engine.counts()["lsh_entries"] == 30
+    shutil.rmtree(tmp_path / "snapshots")
+    with Engine.open(tmp_path, mode="dedup") as engine:
+        rebuilt = engine._frequencies._counts.copy()
+    assert int(rebuilt.sum()) > 0
+    assert np.array_equal(reopened, rebuilt)
 
 
 def test_batch_equals_one_at_a_time(tmp_path: Path) -> None:
