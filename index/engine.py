@@ -114,7 +114,7 @@ _SNAPSHOT_DIR = "snapshots"
 # crash re-adds at most that share from the record.
 SNAPSHOT_GROWTH = 0.1
 
-# ... and after at least this many ingests (Engine.open's default).
+# Periodic snapshots come no sooner than this many ingests apart (Engine.open's default).
 SNAPSHOT_EVERY = 10_000
 _TERMS_LIMIT = 600
 
