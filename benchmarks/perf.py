@@ -216,10 +216,12 @@ def _accepted(articles: Sequence[NewsArticle]) -> list[NewsArticle]:
     return [article for article in articles if textlib.clean(article.text).body.strip()]
 
 
-def service_env(run: Run, data_dir: Path) -> dict[str, str]:
-    """The environment of every samestory subprocess: one configuration for all."""
+def service_env(run: Run, data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of every samestory subprocess: one configuration for all (``extra``:
+    settings of one run, such as ``SAMESTORY_MODE``)."""
     env = dict(os.environ)
     env.update(
+        **extra,
         SAMESTORY_DATA_DIR=str(data_dir),
         SAMESTORY_MODEL_CACHE_DIR=str(run.args.model_cache),
         SAMESTORY_DEVICE=run.args.device,
@@ -459,7 +461,7 @@ def _await_ready(
 
 
 @contextmanager
-def serve(run: Run, data_dir: Path, log_name: str) -> Iterator[Server]:
+def serve(run: Run, data_dir: Path, log_name: str, **extra_env: str) -> Iterator[Server]:
     """Start ``samestory serve`` on loopback over ``data_dir``; stop it (SIGTERM) after."""
     port = _free_port()
     log_path = run.work / f"{log_name}.log"
@@ -468,7 +470,7 @@ def serve(run: Run, data_dir: Path, log_name: str) -> Iterator[Server]:
         process = subprocess.Popen(
             _samestory("serve", "--host", "127.0.0.1", "--port", str(port)),
             cwd=REPO,
-            env=service_env(run, data_dir),
+            env=service_env(run, data_dir, **extra_env),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -1089,7 +1091,8 @@ def _archive_file(run: Run, count: int) -> Path:
                     for line in text.split("\n")
                 )
 
-            for article in base[: count - written]:
+            chosen = base[: count - written]
+            for article in chosen:
                 record = {
                     "id": f"{article.id}~r{replica}",
                     "text": mapped(article.text),
@@ -1100,7 +1103,7 @@ def _archive_file(run: Run, count: int) -> Path:
                     ),
                 }
                 out.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
-            written += min(len(base), count - (written))
+            written += len(chosen)
     partial.replace(target)
     return target
 
@@ -1226,39 +1229,38 @@ def stage_archive(run: Run) -> None:
 
 def _archive_service(run: Run, store: Path, source: Path, details: dict[str, Any]) -> None:
     """``samestory serve`` (dedup mode) over the archive's store."""
-    import httpx
-
     probes: list[dict[str, Any]] = []
     with gzip.open(source, "rt", encoding="utf-8") as lines:
         for line in lines:
             probes.append(json.loads(line))
             if len(probes) >= run.sizes.sequential * 2:
                 break
-    previous = os.environ.get("SAMESTORY_MODE")
-    os.environ["SAMESTORY_MODE"] = "dedup"
-    try:
-        with (
-            serve(run, store, "archive-serve") as server,
-            httpx.Client(base_url=server.base_url, timeout=60.0) as client,
-        ):
-            timings: dict[str, list[float]] = {"new": [], "copy": []}
-            for number, probe in enumerate(probes):
-                # New: the words of a stored text in reverse order (no shared 5-gram).
-                new = {**probe, "id": f"archive-new-{number}"}
-                new["text"] = " ".join(reversed(probe["text"].split(" ")))
-                copy = {**probe, "id": f"archive-copy-{number}"}
-                for kind, body in (("new", new), ("copy", copy)):
-                    began = time.perf_counter()
-                    response = client.post("/v1/articles", json=body)
-                    timings[kind].append(time.perf_counter() - began)
-                    if response.status_code not in (200, 201, 422):
-                        raise RuntimeError(f"POST /v1/articles: {response.status_code}")
-            ready = server.ready_s
-    finally:
-        if previous is None:
-            os.environ.pop("SAMESTORY_MODE", None)
-        else:
-            os.environ["SAMESTORY_MODE"] = previous
+    bodies = {
+        # New: the words of a stored text in reverse order (no shared 5-gram).
+        "new": [
+            {
+                **probe,
+                "id": f"archive-new-{number}",
+                "text": " ".join(probe["text"].split(" ")[::-1]),
+            }
+            for number, probe in enumerate(probes)
+        ],
+        "copy": [{**probe, "id": f"archive-copy-{number}"} for number, probe in enumerate(probes)],
+    }
+    results: dict[str, loadgen.LoadResult] = {}
+    with serve(run, store, "archive-serve", SAMESTORY_MODE="dedup") as server:
+        for kind, payloads in bodies.items():
+            results[kind] = asyncio.run(
+                loadgen.sequential(
+                    f"{server.base_url}/v1/articles",
+                    [json.dumps(payload).encode() for payload in payloads],
+                )
+            )
+            # 422: a reversed text that cleaning leaves nothing of; anything else is a fault.
+            unexpected = set(results[kind].statuses) - {200, 201, 422}
+            if unexpected:
+                raise RuntimeError(f"POST /v1/articles answered {sorted(unexpected)}")
+        ready = server.ready_s
     run.add(
         Row(
             "archive",
@@ -1271,21 +1273,19 @@ def _archive_service(run: Run, store: Path, source: Path, details: dict[str, Any
         )
     )
     for kind, label in (("new", "new articles"), ("copy", "exact copies")):
-        ordered = sorted(timings[kind])
-        p50 = ordered[len(ordered) // 2] * 1000
-        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+        result = results[kind]
         run.add(
             Row(
                 "archive",
-                f"POST /v1/articles one at a time, {len(ordered)} {label}: p50 / p99",
+                f"POST /v1/articles one at a time, {result.sent} {label}: p50 / p99",
                 "",
-                f"{p50:,.1f} / {p99:,.1f} ms",
+                f"{result.p50_ms:,.1f} / {result.p99_ms:,.1f} ms",
                 None,
                 "report",
                 None,
             )
         )
-        details[f"post_{kind}_ms"] = {"p50": p50, "p99": p99}
+        details[f"post_{kind}"] = result.summary()
     details["serve_ready_s"] = ready
 
 
