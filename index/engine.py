@@ -27,10 +27,12 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,6 +107,14 @@ Vector = npt.NDArray[np.float32]
 
 _STORE_FILE = "samestory.sqlite3"
 _SNAPSHOT_DIR = "snapshots"
+# Each snapshot is a new directory snapshots/generation-NNNNNNNN holding the index files
+# and, written last, state.json: a generation without it was cut short and is not read.
+# The newest complete one is loaded; older ones are removed once a newer one is durable,
+# so a snapshot that fails or is cut short leaves the previous one in place.
+_GENERATION_PREFIX = "generation-"
+_STATE_FILE = "state.json"
+# Before generations, the files lay in snapshots/ itself; still read, removed on the next.
+_FLAT_FILES = ("state.json", "lsh.bin", "frequencies.npz", "vectors.faiss")
 
 # A periodic snapshot rewrites every index, so its cost grows with the store: one every
 # fixed number of ingests makes a long run quadratic (a million-article batch wrote its
@@ -549,6 +559,38 @@ def _fsync_directory(path: Path) -> None:
         os.close(descriptor)
 
 
+def _generations(root: Path) -> list[tuple[int, Path]]:
+    """The snapshot generation directories under ``root`` (complete or not), numbered."""
+    found: list[tuple[int, Path]] = []
+    try:
+        entries = list(root.iterdir())
+    except FileNotFoundError:
+        return found
+    for entry in entries:
+        suffix = entry.name.removeprefix(_GENERATION_PREFIX)
+        if suffix != entry.name and suffix.isdigit() and entry.is_dir():
+            found.append((int(suffix), entry))
+    return found
+
+
+@dataclass(frozen=True)
+class _SnapshotImage:
+    """The indexes as they were when a snapshot was taken, ready to be written.
+
+    Attributes:
+        number: the how-manieth snapshot of this engine (an older one is never written
+            after a newer).
+        state: what ``state.json`` records (fingerprint, last row, deletions).
+        writers: per index file, the function that writes it to a path.
+        seconds: how long taking it held the engine lock.
+    """
+
+    number: int
+    state: dict[str, Any]
+    writers: list[tuple[str, Callable[[Path], None]]]
+    seconds: float
+
+
 class Engine:
     """samestory's engine over one data directory.
 
@@ -580,6 +622,14 @@ class Engine:
         self._vectors: VectorIndex | None = None
         self._frequencies = DocumentFrequencies()
         self._since_snapshot = 0
+        # Snapshots are taken under the engine lock (an in-memory image, fast) and written
+        # outside it, one at a time; periodic ones on a thread of their own, so that neither
+        # ingests nor reads wait for the disk.
+        self._snapshot_writing = threading.Lock()
+        self._snapshot_thread: ThreadPoolExecutor | None = None
+        self._snapshot_pending: Future[None] | None = None
+        self._snapshots_taken = 0
+        self._snapshot_written = 0
         self._directory_lock: _DirectoryLock | None = None
         self._closed = False
 
@@ -687,6 +737,11 @@ class Engine:
             if self._closed:
                 return
             try:
+                # A periodic snapshot still being written finishes first (no thread touches
+                # the directory once it is closed).
+                if self._snapshot_thread is not None:
+                    self._snapshot_thread.shutdown(wait=True)
+                    self._snapshot_thread = None
                 if snapshot:
                     self._snapshot_after_commit()
             finally:
@@ -716,39 +771,22 @@ class Engine:
     def _load_indexes(self) -> None:
         started = time.perf_counter()
         max_row, deletions = self._store.generation()
-        state_path = self._snapshot_dir / "state.json"
         after_row = 0
-        try:
-            state = json.loads(state_path.read_text())
-            if state.get("fingerprint") != self._fingerprint:
-                raise IndexMismatchError("snapshot built with other parameters")
-            if state.get("deletions") != deletions or state.get("max_row", 0) > max_row:
-                raise IndexMismatchError("snapshot is stale: articles were deleted since")
-            self._lsh = LSHIndex.load(
-                self._snapshot_dir / "lsh.bin",
-                fingerprint=self._fingerprint,
-                threshold=self.params.lsh_threshold,
-            )
-            self._frequencies = DocumentFrequencies.load(
-                self._snapshot_dir / "frequencies.npz", fingerprint=self._fingerprint
-            )
-            if self._embedder is not None:
-                from index.vectors import VectorIndex
-
-                self._vectors = VectorIndex.load(
-                    self._snapshot_dir / "vectors.faiss",
-                    fingerprint=self._fingerprint,
-                    dimension=self._embedder.dimension,
-                    exact_limit=self.params.exact_search_limit,
-                )
-            after_row = int(state["max_row"])
-            how = "snapshot"
-        except (OSError, ValueError, KeyError, IndexMismatchError) as reason:
-            logger.info("rebuilding indexes from the record (%s)", reason)
+        how = "record"
+        for directory in self._snapshot_candidates():
+            try:
+                loaded = self._read_snapshot(directory, max_row, deletions)
+            except (OSError, ValueError, KeyError, IndexMismatchError) as reason:
+                logger.info("index snapshot %s not used (%s)", directory, reason)
+                continue
+            self._lsh, self._frequencies, self._vectors, after_row = loaded
+            how = f"snapshot {directory.name}"
+            break
+        else:
+            logger.info("rebuilding indexes from the record (no usable snapshot)")
             self._lsh = LSHIndex(threshold=self.params.lsh_threshold, num_perm=self.params.num_perm)
             self._frequencies = DocumentFrequencies()
             self._vectors = self._new_vectors()
-            how = "record"
         caught_up = self._index_rows(after_row)
         logger.info(
             "indexes loaded from %s (+%d rows from the record) in %.2f s: %d articles",
@@ -757,6 +795,48 @@ class Engine:
             time.perf_counter() - started,
             len(self._lsh),
         )
+
+    def _snapshot_candidates(self) -> list[Path]:
+        """Snapshot directories holding a state, newest first (a flat one of an older
+        version last)."""
+        root = self._snapshot_dir
+        candidates = [
+            directory
+            for _number, directory in sorted(_generations(root), reverse=True)
+            if (directory / _STATE_FILE).is_file()
+        ]
+        if (root / _STATE_FILE).is_file():
+            candidates.append(root)
+        return candidates
+
+    def _read_snapshot(
+        self, directory: Path, max_row: int, deletions: int
+    ) -> tuple[LSHIndex, DocumentFrequencies, VectorIndex | None, int]:
+        """The indexes a snapshot directory holds, and the last row they include."""
+        state = json.loads((directory / _STATE_FILE).read_text())
+        if state.get("fingerprint") != self._fingerprint:
+            raise IndexMismatchError("snapshot built with other parameters")
+        if state.get("deletions") != deletions or state.get("max_row", 0) > max_row:
+            raise IndexMismatchError("snapshot is stale: articles were deleted since")
+        lsh = LSHIndex.load(
+            directory / "lsh.bin",
+            fingerprint=self._fingerprint,
+            threshold=self.params.lsh_threshold,
+        )
+        frequencies = DocumentFrequencies.load(
+            directory / "frequencies.npz", fingerprint=self._fingerprint
+        )
+        vectors = None
+        if self._embedder is not None:
+            from index.vectors import VectorIndex
+
+            vectors = VectorIndex.load(
+                directory / "vectors.faiss",
+                fingerprint=self._fingerprint,
+                dimension=self._embedder.dimension,
+                exact_limit=self.params.exact_search_limit,
+            )
+        return lsh, frequencies, vectors, int(state["max_row"])
 
     def _index_rows(self, after_row: int) -> int:
         rows: list[int] = []
@@ -798,29 +878,72 @@ class Engine:
         return count
 
     def snapshot(self) -> None:
-        """Write the derived indexes to disk so the next open skips the rebuild."""
+        """Write the derived indexes to disk so the next open skips the rebuild.
+
+        Returns once the snapshot is durable. The engine lock is held only while the
+        indexes are copied in memory; ingests and reads go on while the files are written.
+        """
+        # Always the engine lock first, then the writing lock (the snapshot thread takes
+        # only the second): no order of calls can deadlock.
         with self._lock:
-            self._snapshot_dir.mkdir(parents=True, exist_ok=True)
-            max_row, deletions = self._store.generation()
-            # state.json says which rows the files hold. It goes first and comes back last:
-            # a snapshot cut short (a crash, a full disk) leaves none, and the next open
-            # rebuilds from the record instead of taking new files for an old state (and
-            # adding the rows between the two a second time).
-            (self._snapshot_dir / "state.json").unlink(missing_ok=True)
-            _fsync_directory(self._snapshot_dir)
-            self._lsh.save(self._snapshot_dir / "lsh.bin", fingerprint=self._fingerprint)
-            self._frequencies.save(
-                self._snapshot_dir / "frequencies.npz", fingerprint=self._fingerprint
-            )
-            if self._vectors is not None:
-                self._vectors.save(
-                    self._snapshot_dir / "vectors.faiss", fingerprint=self._fingerprint
-                )
-            state = {"fingerprint": self._fingerprint, "max_row": max_row, "deletions": deletions}
-            tmp = self._snapshot_dir / "state.json.tmp"
-            tmp.write_text(json.dumps(state))
-            tmp.replace(self._snapshot_dir / "state.json")
-            self._since_snapshot = 0
+            self._snapshot_writing.acquire()  # waits for a periodic snapshot being written
+            try:
+                image = self._take_snapshot()
+            except BaseException:
+                self._snapshot_writing.release()
+                raise
+        try:
+            self._write_snapshot(image)
+        finally:
+            self._snapshot_writing.release()
+
+    def _take_snapshot(self) -> _SnapshotImage:
+        """An in-memory image of the indexes as they are now (hold the engine lock)."""
+        started = time.perf_counter()
+        max_row, deletions = self._store.generation()
+        writers = [
+            ("lsh.bin", self._lsh.saver(self._fingerprint)),
+            ("frequencies.npz", self._frequencies.saver(self._fingerprint)),
+        ]
+        if self._vectors is not None:
+            writers.append(("vectors.faiss", self._vectors.saver(self._fingerprint)))
+        self._snapshots_taken += 1
+        self._since_snapshot = 0
+        state = {"fingerprint": self._fingerprint, "max_row": max_row, "deletions": deletions}
+        return _SnapshotImage(self._snapshots_taken, state, writers, time.perf_counter() - started)
+
+    def _write_snapshot(self, image: _SnapshotImage) -> None:
+        """Write ``image`` as a new generation and remove the older ones (hold
+        ``_snapshot_writing``). An image older than one already written is dropped."""
+        if image.number <= self._snapshot_written:
+            return
+        root = self._snapshot_dir
+        root.mkdir(parents=True, exist_ok=True)
+        number = 1 + max((number for number, _path in _generations(root)), default=0)
+        target = root / f"{_GENERATION_PREFIX}{number:08d}"
+        target.mkdir()
+        try:
+            for name, write in image.writers:
+                write(target / name)
+            # state.json last: until it is durable the generation does not count.
+            temporary = target / f"{_STATE_FILE}.tmp"
+            with temporary.open("w") as handle:
+                handle.write(json.dumps(image.state))
+                handle.flush()
+                os.fsync(handle.fileno())
+            temporary.replace(target / _STATE_FILE)
+            _fsync_directory(target)
+            _fsync_directory(root)
+        except BaseException:
+            # A full disk must not fill up further with every try.
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        self._snapshot_written = image.number
+        for older, path in _generations(root):
+            if older < number:
+                shutil.rmtree(path, ignore_errors=True)
+        for name in _FLAT_FILES:
+            (root / name).unlink(missing_ok=True)
 
     def _snapshot_due(self) -> bool:
         if self._snapshot_every is None:
@@ -832,13 +955,43 @@ class Engine:
         """:meth:`snapshot`, where a failure to write it must not undo what is committed.
 
         The record is the truth and the snapshot only saves the next start a rebuild, so a
-        full or failing disk is logged and the snapshot tried again later (the next open
-        rebuilds from the record what an old snapshot lacks).
+        full or failing disk is logged and the snapshot tried again after as many ingests
+        as a periodic one waits for (the previous snapshot stays, and the next open adds
+        what it lacks from the record).
         """
         try:
             self.snapshot()
         except OSError as failure:
             logger.warning("index snapshot not written (%s); next try after more writes", failure)
+
+    def _snapshot_in_background(self) -> None:
+        """Take a periodic snapshot now and write it on the snapshot thread (hold the
+        engine lock). While an earlier one is still being written, the next commit
+        tries again."""
+        if self._snapshot_pending is not None and not self._snapshot_pending.done():
+            return
+        image = self._take_snapshot()
+        if self._snapshot_thread is None:
+            self._snapshot_thread = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="samestory-snapshot"
+            )
+        self._snapshot_pending = self._snapshot_thread.submit(self._write_in_background, image)
+
+    def _write_in_background(self, image: _SnapshotImage) -> None:
+        started = time.perf_counter()
+        try:
+            with self._snapshot_writing:
+                self._write_snapshot(image)
+        except Exception as failure:  # a thread's error would go unseen otherwise
+            logger.warning("index snapshot not written (%s); next try after more writes", failure)
+        else:
+            logger.info(
+                "index snapshot of rows up to %d: %.3f s holding the engine lock, "
+                "then written in %.2f s",
+                image.state["max_row"],
+                image.seconds,
+                time.perf_counter() - started,
+            )
 
     # -- preparing --------------------------------------------------------------------------
 
@@ -1522,7 +1675,7 @@ class Engine:
                 raise
             self._since_snapshot += len(applied)
             if self._snapshot_due():
-                self._snapshot_after_commit()
+                self._snapshot_in_background()
             # What was stored just now is known; only the articles stored before are read.
             rows = {
                 item.article.id: VerdictRow(

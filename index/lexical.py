@@ -9,6 +9,8 @@ rebuilt from the stored term sets on start when no snapshot exists.
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -56,16 +58,32 @@ class DocumentFrequencies:
         return int(self._counts.nbytes)
 
     def save(self, path: Path, *, fingerprint: str) -> None:
-        """Write atomically with the parameters fingerprint."""
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        with tmp.open("wb") as handle:
-            np.savez(
-                handle,
-                counts=self._counts,
-                documents=np.array([self.documents], dtype=np.int64),
-                fingerprint=np.array([fingerprint]),
-            )
-        tmp.replace(path)
+        """Write atomically (and durably) with the parameters fingerprint."""
+        self.saver(fingerprint)(path)
+
+    def saver(self, fingerprint: str) -> Callable[[Path], None]:
+        """What :meth:`save` would write now (a copy), as a function that writes it to a
+        path; it may run later, on another thread, while the counts change."""
+        counts = self._counts.copy()
+        documents = self.documents
+
+        def write(path: Path) -> None:
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            try:
+                with tmp.open("wb") as handle:
+                    np.savez(
+                        handle,
+                        counts=counts,
+                        documents=np.array([documents], dtype=np.int64),
+                        fingerprint=np.array([fingerprint]),
+                    )
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                tmp.replace(path)
+            finally:
+                tmp.unlink(missing_ok=True)
+
+        return write
 
     @classmethod
     def load(cls, path: Path, *, fingerprint: str) -> DocumentFrequencies:

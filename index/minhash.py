@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -505,6 +505,19 @@ class _Run:
         )
 
 
+def _compacted(
+    runs: Sequence[_Run], keys: I64, alive: npt.NDArray[np.bool_]
+) -> tuple[I64, _Run | None]:
+    """The live ``keys`` (a new array) and ``runs`` merged into one without dead slots,
+    slots renumbered to index the former; None when there are no runs."""
+    renumber = (np.cumsum(alive, dtype=np.int64) - 1).astype(np.uint32)
+    merged: _Run | None = None
+    for run in runs:
+        compacted = run.compacted(alive, renumber)
+        merged = compacted if merged is None else merged.merge(compacted)
+    return keys[alive].copy(), merged
+
+
 class LSHIndex:
     """Banded MinHash LSH with int64 keys, compact enough for millions of signatures.
 
@@ -743,14 +756,26 @@ class LSHIndex:
             path: destination file (NumPy ``.npz`` content).
             fingerprint: the parameters fingerprint the signatures were built with.
         """
-        self._compact()
-        run = (
-            self._runs[0]
-            if self._runs
-            else _Run.build(
-                np.empty((0, self.bands), dtype=np.uint32), np.empty(0, dtype=np.int64), 0
-            )
-        )
+        self.saver(fingerprint)(path)
+
+    def saver(self, fingerprint: str) -> Callable[[Path], None]:
+        """What :meth:`save` would write now, as a function that writes it to a path.
+
+        Only the buffered rows are sorted into a run now, and the live flags copied (hold
+        the index's lock for that); the function keeps the runs and the keys, which the
+        index never writes to again (merges and compaction make new arrays, inserts go
+        past them), and compacts its copy into one run when it writes. So it may run
+        later, on another thread, while the index goes on changing.
+
+        Args:
+            fingerprint: the parameters fingerprint the signatures were built with.
+        """
+        self._flush()
+        used = self._slots_used
+        runs = list(self._runs)
+        keys = self._keys[:used]
+        alive = self._alive[:used].copy()
+        bands = self.bands
         meta = {
             "format": _SNAPSHOT_FORMAT,
             "fingerprint": fingerprint,
@@ -760,25 +785,34 @@ class LSHIndex:
             "bands": self.bands,
             "rows": self.rows,
         }
-        path = Path(path)
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        try:
-            with temporary.open("wb") as handle:
-                np.savez(
-                    handle,
-                    meta=np.array(json.dumps(meta)),
-                    keys=self._keys[: self._slots_used],
-                    hashes=run.hashes,
-                    slots=run.slots,
-                    run_keys=run.keys,
-                    key_slots=run.key_slots,
-                )
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
-        logger.info("saved LSH snapshot of %d signatures to %s", self._live, path)
+        live = self._live
+
+        def write(path: Path) -> None:
+            kept, merged = _compacted(runs, keys, alive)
+            run = merged or _Run.build(
+                np.empty((0, bands), dtype=np.uint32), np.empty(0, dtype=np.int64), 0
+            )
+            path = Path(path)
+            temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            try:
+                with temporary.open("wb") as handle:
+                    np.savez(
+                        handle,
+                        meta=np.array(json.dumps(meta)),
+                        keys=kept,
+                        hashes=run.hashes,
+                        slots=run.slots,
+                        run_keys=run.keys,
+                        key_slots=run.key_slots,
+                    )
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temporary, path)
+            finally:
+                temporary.unlink(missing_ok=True)
+            logger.info("saved LSH snapshot of %d signatures to %s", live, path)
+
+        return write
 
     @classmethod
     def load(
@@ -932,13 +966,7 @@ class LSHIndex:
         """Drop tombstones, renumber slots and merge everything into one run."""
         self._flush()
         used = self._slots_used
-        alive = self._alive[:used]
-        renumber = (np.cumsum(alive, dtype=np.int64) - 1).astype(np.uint32)
-        runs = [run.compacted(alive, renumber) for run in self._runs]
-        merged: _Run | None = None
-        for run in runs:
-            merged = run if merged is None else merged.merge(run)
-        keys = self._keys[:used][alive].copy()
+        keys, merged = _compacted(self._runs, self._keys[:used], self._alive[:used])
         max_key = self._max_key
         self._clear()
         self._max_key = max_key

@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +283,12 @@ class VectorIndex:
             path: destination file; its directory must exist.
             fingerprint: the engine's ``Parameters.fingerprint()``, checked on load.
         """
+        self.saver(fingerprint)(path)
+
+    def saver(self, fingerprint: str) -> Callable[[Path], None]:
+        """What :meth:`save` would write now (the index serialized: a copy), as a function
+        that writes it to a path; the checksum, the write and the ``fsync`` happen there,
+        so they may run later, on another thread, while the index changes."""
         with self._lock:
             blob = np.asarray(faiss.serialize_index(self._index), dtype=np.uint8)
             labels = self._labels.copy()
@@ -298,23 +304,27 @@ class VectorIndex:
                 "count": len(self._positions),
                 "tombstones": self._tombstones,
                 "faiss_version": faiss.__version__,
-                "sha256": _checksum(blob, labels),
             }
-        meta = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
-        handle, temporary = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(handle, "wb") as file:
-                np.savez(file, meta=meta, index=blob, labels=labels)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        _fsync_directory(path.parent)
-        logger.debug("saved %d vectors (%s) to %s", metadata["count"], metadata["mode"], path)
+
+        def write(path: Path) -> None:
+            metadata["sha256"] = _checksum(blob, labels)
+            meta = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
+            handle, temporary = tempfile.mkstemp(
+                dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+            )
+            try:
+                with os.fdopen(handle, "wb") as file:
+                    np.savez(file, meta=meta, index=blob, labels=labels)
+                    file.flush()
+                    os.fsync(file.fileno())
+                os.replace(temporary, path)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
+            _fsync_directory(path.parent)
+            logger.debug("saved %d vectors (%s) to %s", metadata["count"], metadata["mode"], path)
+
+        return write
 
     @classmethod
     def load(

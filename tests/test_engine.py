@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import os
 import random
 import shutil
@@ -355,7 +356,7 @@ def test_indexes_are_rebuilt_when_snapshots_are_missing(tmp_path: Path) -> None:
     with Engine.open(tmp_path, mode="dedup") as engine:
         engine.ingest(_article("a", FLOOD))
     for snapshot in (tmp_path / "snapshots").iterdir():
-        snapshot.unlink()
+        shutil.rmtree(snapshot)
     with Engine.open(tmp_path, mode="dedup") as engine:
         assert engine.counts()["lsh_entries"] == 1
         assert engine.ingest(_article("b", FLOOD[:3])).duplicate_of == "a"
@@ -377,15 +378,19 @@ def test_periodic_snapshots_wait_longer_as_the_store_grows(
     monkeypatch.setattr(engine_module, "SNAPSHOT_GROWTH", 0.5)
     written: list[int] = []
     with Engine.open(tmp_path, mode="dedup", snapshot_every=2) as engine:
-        snapshot = engine.snapshot
+        take = engine._take_snapshot
 
-        def counted() -> None:
+        def taken() -> engine_module._SnapshotImage:
             written.append(engine.counts()["articles"])
-            snapshot()
+            return take()
 
-        monkeypatch.setattr(engine, "snapshot", counted)
+        monkeypatch.setattr(engine, "_take_snapshot", taken)
         for article in _own_texts(40):
             engine.ingest(article)
+            # A snapshot still being written when the next is due waits for a later commit;
+            # here each is let finish.
+            if engine._snapshot_pending is not None:
+                engine._snapshot_pending.result()
         # After 2 ingests at least, or half the store where that is more; and on close.
         assert written == [2, 4, 7, 13, 25]
     assert written == [2, 4, 7, 13, 25, 40]
@@ -403,7 +408,7 @@ def test_without_periodic_snapshots_a_store_closed_without_one_reopens_from_the_
         for article in articles[20:]:
             engine.ingest(article)
         engine.close(snapshot=False)
-    state = json.loads((tmp_path / "snapshots" / "state.json").read_text())
+    state = json.loads((_newest_snapshot(tmp_path) / "state.json").read_text())
     with Engine.open(tmp_path, mode="dedup") as engine:
         # The snapshot has the first 20; the other 10 are read again from the record.
         assert engine.counts()["lsh_entries"] == 30
@@ -412,38 +417,152 @@ def test_without_periodic_snapshots_a_store_closed_without_one_reopens_from_the_
     assert (copy.status, copy.duplicate_of) == ("exact_duplicate", "own25")
 
 
-def test_a_snapshot_cut_short_is_not_loaded_half_new(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def _newest_snapshot(data_dir: Path) -> Path:
+    generations = sorted((data_dir / "snapshots").glob("generation-*"))
+    assert generations, "no snapshot generation written"
+    return generations[-1]
+
+
+def _rebuilt_frequencies(data_dir: Path) -> npt.NDArray[np.uint32]:
+    """The document frequencies of the store as a rebuild from the record makes them."""
+    shutil.rmtree(data_dir / "snapshots")
+    with Engine.open(data_dir, mode="dedup") as engine:
+        rebuilt: npt.NDArray[np.uint32] = engine._frequencies._counts.copy()
+    assert int(rebuilt.sum()) > 0
+    return rebuilt
+
+
+def test_a_snapshot_that_fails_leaves_the_previous_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # The process dies after the index files are replaced but before state.json is: the
-    # next open must not take the new files for the old state's (it would add the rows
-    # after the old state's last row to them a second time).
+    # The write fails before the new state is in place (a full disk): the generation it
+    # started is removed, and the next open loads the previous one and adds the rows after
+    # it from the record (once: not counted twice in the document frequencies).
+    caplog.set_level(logging.INFO, logger="index.engine")
     articles = _own_texts(30)
     with Engine.open(tmp_path, mode="dedup", snapshot_every=None) as engine:
         for article in articles[:10]:
             engine.ingest(article)
         engine.snapshot()
+        first = _newest_snapshot(tmp_path)
         for article in articles[10:]:
             engine.ingest(article)
         replace = Path.replace
 
-        def dies_at_the_state(self: Path, target: Path) -> Path:
+        def fails_at_the_state(self: Path, target: Path) -> Path:
             if Path(target).name == "state.json":
-                raise OSError(5, "killed")
+                raise OSError(28, "No space left on device")
             return replace(self, target)
 
         with monkeypatch.context() as patch:
-            patch.setattr(Path, "replace", dies_at_the_state)
+            patch.setattr(Path, "replace", fails_at_the_state)
             engine._snapshot_after_commit()
+        assert "index snapshot not written" in caplog.text
+        assert [path.name for path in (tmp_path / "snapshots").iterdir()] == [first.name]
         engine.close(snapshot=False)
+    caplog.clear()
     with Engine.open(tmp_path, mode="dedup") as engine:
         reopened = engine._frequencies._counts.copy()
         assert engine.counts()["lsh_entries"] == 30
-    shutil.rmtree(tmp_path / "snapshots")
+    assert f"indexes loaded from snapshot {first.name} (+20 rows from the record)" in caplog.text
+    assert np.array_equal(reopened, _rebuilt_frequencies(tmp_path))
+
+
+def test_a_snapshot_cut_short_is_not_loaded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A process killed while writing leaves a newer generation without its state.json
+    # (and perhaps half its files): the next open passes it over for the complete one.
+    caplog.set_level(logging.INFO, logger="index.engine")
+    articles = _own_texts(30)
+    with Engine.open(tmp_path, mode="dedup", snapshot_every=None) as engine:
+        for article in articles[:10]:
+            engine.ingest(article)
+        engine.snapshot()
+        first = _newest_snapshot(tmp_path)
+        for article in articles[10:]:
+            engine.ingest(article)
+        engine.snapshot()
+        engine.close(snapshot=False)
+    second = _newest_snapshot(tmp_path)
+    assert second.name > first.name
+    assert [path.name for path in (tmp_path / "snapshots").iterdir()] == [second.name]
+    # Killed before the state: the files are all new, the state is not there.
+    (second / "state.json").unlink()
+    (second / "lsh.bin").write_bytes((second / "lsh.bin").read_bytes()[:100])
     with Engine.open(tmp_path, mode="dedup") as engine:
-        rebuilt = engine._frequencies._counts.copy()
-    assert int(rebuilt.sum()) > 0
-    assert np.array_equal(reopened, rebuilt)
+        assert engine.counts()["lsh_entries"] == 30
+        assert engine.ingest(Article(id="copy", text=articles[25].text)).duplicate_of == "own25"
+    assert "rebuilding indexes from the record" in caplog.text
+    # Its next snapshot replaces the leftover; an older complete one is used before it.
+    assert [path.name for path in (tmp_path / "snapshots").iterdir()] != [second.name]
+    newest = _newest_snapshot(tmp_path)
+    (tmp_path / "snapshots" / "generation-99999999").mkdir()
+    caplog.clear()
+    with Engine.open(tmp_path, mode="dedup") as engine:
+        assert engine.counts()["lsh_entries"] == 31
+    assert f"indexes loaded from snapshot {newest.name} (+0 rows" in caplog.text
+
+
+def test_a_snapshot_of_an_older_version_is_read_then_replaced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before generations the files lay in snapshots/ itself.
+    caplog.set_level(logging.INFO, logger="index.engine")
+    articles = _own_texts(12)
+    with Engine.open(tmp_path, mode="dedup", snapshot_every=None) as engine:
+        for article in articles:
+            engine.ingest(article)
+    generation = _newest_snapshot(tmp_path)
+    for entry in generation.iterdir():
+        entry.rename(tmp_path / "snapshots" / entry.name)
+    generation.rmdir()
+    with Engine.open(tmp_path, mode="dedup") as engine:
+        assert engine.counts()["lsh_entries"] == 12
+    assert "indexes loaded from snapshot snapshots (+0 rows" in caplog.text
+    # Closing wrote a generation and removed the flat files.
+    assert [entry.is_dir() for entry in (tmp_path / "snapshots").iterdir()] == [True]
+
+
+def test_periodic_snapshots_are_written_while_the_engine_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The disk write of a periodic snapshot happens on its own thread: ingests and reads do
+    # not wait for it, and a snapshot due while one is being written waits for a later commit.
+    articles = _own_texts(12)
+    release = threading.Event()
+    started = threading.Event()
+    with Engine.open(tmp_path, mode="dedup", snapshot_every=4) as engine:
+        write = engine._write_snapshot
+
+        def slow_write(image: engine_module._SnapshotImage) -> None:
+            started.set()
+            assert release.wait(30)
+            write(image)
+
+        monkeypatch.setattr(engine, "_write_snapshot", slow_write)
+        for article in articles[:4]:
+            engine.ingest(article)
+        assert started.wait(30)
+        # The snapshot of the first 4 is being written; the engine goes on.
+        for article in articles[4:]:
+            engine.ingest(article)
+        assert engine.ingest(Article(id="copy", text=articles[9].text)).duplicate_of == "own9"
+        assert engine._snapshot_pending is not None and not engine._snapshot_pending.done()
+        assert not (tmp_path / "snapshots").exists() or not any(
+            (tmp_path / "snapshots").glob("*/state.json")
+        )
+        release.set()
+        engine._snapshot_pending.result()
+        state = json.loads((_newest_snapshot(tmp_path) / "state.json").read_text())
+        assert state["max_row"] == 4
+        # The ingests after it are past due: the next commit takes the next snapshot.
+        engine.ingest(Article(id="later", text="a text of its own " * 5))
+        engine._snapshot_pending.result()
+        state = json.loads((_newest_snapshot(tmp_path) / "state.json").read_text())
+        assert state["max_row"] == 14
+    with Engine.open(tmp_path, mode="dedup") as engine:
+        assert engine.counts()["lsh_entries"] == 14
 
 
 def test_batch_equals_one_at_a_time(tmp_path: Path) -> None:
@@ -615,12 +734,15 @@ def test_a_snapshot_that_cannot_be_written_does_not_fail_a_stored_write(
     def fail(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(dedup_engine._lsh, "save", fail)
+    monkeypatch.setattr(dedup_engine._lsh, "saver", lambda fingerprint: fail)
     monkeypatch.setattr(dedup_engine, "_snapshot_every", 1)
     verdict = dedup_engine.ingest(_article("a", FLOOD))
     assert verdict.status == "new_story"
     assert dedup_engine.get("a").article.id == "a"
+    assert dedup_engine._snapshot_pending is not None
+    dedup_engine._snapshot_pending.result()  # written (and failed) on the snapshot thread
     assert "index snapshot not written" in caplog.text
+    assert not any(dedup_engine._snapshot_dir.iterdir())  # nothing half-written is left
     dedup_engine.close()  # the snapshot fails again; the store still closes
 
 

@@ -368,6 +368,37 @@ def test_snapshot_round_trips(tmp_path: Path) -> None:
     assert len(LSHIndex.load(empty, fingerprint="abc")) == 0
 
 
+def test_a_snapshot_taken_is_written_as_it_was_while_the_index_changes(
+    tmp_path: Path,
+) -> None:
+    # The engine takes a snapshot under its lock and writes it later on another thread:
+    # what is written must be the index at the taking, whatever happened since (inserts
+    # into the buffer and new runs, removals, a compaction that renumbers every slot).
+    rng = np.random.default_rng(8)
+    signatures = _clustered_signatures(rng, 2400)
+    index = LSHIndex(threshold=0.5, num_perm=NUM_PERM)
+    index.insert_many(np.arange(700, dtype=np.int64), signatures[:700])
+    for key in range(700, 1000):
+        index.insert(key, signatures[key])  # partly still in the buffer
+    for key in range(0, 1000, 4):
+        index.remove(key)
+    expected = {key: index.query(signatures[key]).tolist() for key in range(1000)}
+    write = index.saver("abc")
+    for key in range(1000, 2400):
+        index.insert(key, signatures[key])
+    for key in range(1, 2400, 2):
+        index.remove(key)  # more tombstones than live entries: compacts
+    path = tmp_path / "lsh.bin"
+    write(path)
+    loaded = LSHIndex.load(path, fingerprint="abc", threshold=0.5)
+    assert len(loaded) == 750
+    for key in range(2400):
+        assert (key in loaded) == (key < 1000 and key % 4 != 0)
+        if key < 1000:
+            assert loaded.query(signatures[key]).tolist() == expected[key]
+    assert len(index) == 950
+
+
 def test_snapshot_with_other_parameters_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "lsh.bin"
     index = LSHIndex(threshold=0.5, num_perm=NUM_PERM)
