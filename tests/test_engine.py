@@ -423,6 +423,17 @@ def _newest_snapshot(data_dir: Path) -> Path:
     return generations[-1]
 
 
+def _snapshot_between(engine: Engine, articles: Sequence[Article], count: int) -> Path:
+    """Ingest ``count`` of ``articles``, snapshot, ingest the rest; the snapshot's directory."""
+    for article in articles[:count]:
+        engine.ingest(article)
+    engine.snapshot()
+    taken = _newest_snapshot(engine._snapshot_dir.parent)
+    for article in articles[count:]:
+        engine.ingest(article)
+    return taken
+
+
 def _rebuilt_frequencies(data_dir: Path) -> npt.NDArray[np.uint32]:
     """The document frequencies of the store as a rebuild from the record makes them."""
     shutil.rmtree(data_dir / "snapshots")
@@ -441,12 +452,7 @@ def test_a_snapshot_that_fails_leaves_the_previous_one(
     caplog.set_level(logging.INFO, logger="index.engine")
     articles = _own_texts(30)
     with Engine.open(tmp_path, mode="dedup", snapshot_every=None) as engine:
-        for article in articles[:10]:
-            engine.ingest(article)
-        engine.snapshot()
-        first = _newest_snapshot(tmp_path)
-        for article in articles[10:]:
-            engine.ingest(article)
+        first = _snapshot_between(engine, articles, 10)
         replace = Path.replace
 
         def fails_at_the_state(self: Path, target: Path) -> Path:
@@ -476,12 +482,7 @@ def test_a_snapshot_cut_short_is_not_loaded(
     caplog.set_level(logging.INFO, logger="index.engine")
     articles = _own_texts(30)
     with Engine.open(tmp_path, mode="dedup", snapshot_every=None) as engine:
-        for article in articles[:10]:
-            engine.ingest(article)
-        engine.snapshot()
-        first = _newest_snapshot(tmp_path)
-        for article in articles[10:]:
-            engine.ingest(article)
+        first = _snapshot_between(engine, articles, 10)
         engine.snapshot()
         engine.close(snapshot=False)
     second = _newest_snapshot(tmp_path)
