@@ -56,6 +56,7 @@ from index.article import (
     Story,
     Verdict,
 )
+from index.durable import fsync_directory, replacing
 from index.embed import Embedder
 from index.errors import (
     ArticleNotFoundError,
@@ -550,15 +551,6 @@ def prepare(
     )
 
 
-def _fsync_directory(path: Path) -> None:
-    """Make a directory's entries (a removed or renamed file) durable now."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def _generations(root: Path) -> list[tuple[int, Path]]:
     """The snapshot generation directories under ``root`` (complete or not), numbered."""
     found: list[tuple[int, Path]] = []
@@ -926,14 +918,10 @@ class Engine:
             for name, write in image.writers:
                 write(target / name)
             # state.json last: until it is durable the generation does not count.
-            temporary = target / f"{_STATE_FILE}.tmp"
-            with temporary.open("w") as handle:
-                handle.write(json.dumps(image.state))
-                handle.flush()
-                os.fsync(handle.fileno())
-            temporary.replace(target / _STATE_FILE)
-            _fsync_directory(target)
-            _fsync_directory(root)
+            with replacing(target / _STATE_FILE) as handle:
+                handle.write(json.dumps(image.state).encode())
+            fsync_directory(target)
+            fsync_directory(root)
         except BaseException:
             # A full disk must not fill up further with every try.
             shutil.rmtree(target, ignore_errors=True)
@@ -983,7 +971,12 @@ class Engine:
             with self._snapshot_writing:
                 self._write_snapshot(image)
         except Exception as failure:  # a thread's error would go unseen otherwise
-            logger.warning("index snapshot not written (%s); next try after more writes", failure)
+            # A disk's failure is expected now and then; anything else is a fault to trace.
+            logger.warning(
+                "index snapshot not written (%s); next try after more writes",
+                failure,
+                exc_info=not isinstance(failure, OSError),
+            )
         else:
             logger.info(
                 "index snapshot of rows up to %d: %.3f s holding the engine lock, "

@@ -9,13 +9,13 @@ rebuilt from the stored term sets on start when no snapshot exists.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from index.durable import replacing
 from index.errors import IndexMismatchError
 
 TermHashes = npt.NDArray[np.uint32]
@@ -68,20 +68,13 @@ class DocumentFrequencies:
         documents = self.documents
 
         def write(path: Path) -> None:
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            try:
-                with tmp.open("wb") as handle:
-                    np.savez(
-                        handle,
-                        counts=counts,
-                        documents=np.array([documents], dtype=np.int64),
-                        fingerprint=np.array([fingerprint]),
-                    )
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                tmp.replace(path)
-            finally:
-                tmp.unlink(missing_ok=True)
+            with replacing(path) as handle:
+                np.savez(
+                    handle,
+                    counts=counts,
+                    documents=np.array([documents], dtype=np.int64),
+                    fingerprint=np.array([fingerprint]),
+                )
 
         return write
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from index.durable import replacing
 from index.errors import IndexMismatchError, ParameterError
 from index.native import native
 
@@ -750,7 +750,7 @@ class LSHIndex:
         return [all_found[bounds[i] : bounds[i + 1]] for i in range(count)]
 
     def save(self, path: Path, *, fingerprint: str) -> None:
-        """Write a snapshot atomically (a temporary file, then ``os.replace``).
+        """Write a snapshot atomically (:func:`index.durable.replacing`).
 
         Args:
             path: destination file (NumPy ``.npz`` content).
@@ -792,24 +792,16 @@ class LSHIndex:
             run = merged or _Run.build(
                 np.empty((0, bands), dtype=np.uint32), np.empty(0, dtype=np.int64), 0
             )
-            path = Path(path)
-            temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            try:
-                with temporary.open("wb") as handle:
-                    np.savez(
-                        handle,
-                        meta=np.array(json.dumps(meta)),
-                        keys=kept,
-                        hashes=run.hashes,
-                        slots=run.slots,
-                        run_keys=run.keys,
-                        key_slots=run.key_slots,
-                    )
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(temporary, path)
-            finally:
-                temporary.unlink(missing_ok=True)
+            with replacing(Path(path)) as handle:
+                np.savez(
+                    handle,
+                    meta=np.array(json.dumps(meta)),
+                    keys=kept,
+                    hashes=run.hashes,
+                    slots=run.slots,
+                    run_keys=run.keys,
+                    key_slots=run.key_slots,
+                )
             logger.info("saved LSH snapshot of %d signatures to %s", live, path)
 
         return write

@@ -36,7 +36,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import threading
 import time
 import zipfile
@@ -48,6 +47,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from index.durable import fsync_directory, replacing
 from index.errors import IndexMismatchError
 
 logger = logging.getLogger(__name__)
@@ -309,19 +309,9 @@ class VectorIndex:
         def write(path: Path) -> None:
             metadata["sha256"] = _checksum(blob, labels)
             meta = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
-            handle, temporary = tempfile.mkstemp(
-                dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-            )
-            try:
-                with os.fdopen(handle, "wb") as file:
-                    np.savez(file, meta=meta, index=blob, labels=labels)
-                    file.flush()
-                    os.fsync(file.fileno())
-                os.replace(temporary, path)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
-            _fsync_directory(path.parent)
+            with replacing(path) as file:
+                np.savez(file, meta=meta, index=blob, labels=labels)
+            fsync_directory(path.parent)
             logger.debug("saved %d vectors (%s) to %s", metadata["count"], metadata["mode"], path)
 
         return write
@@ -573,18 +563,6 @@ def _read_snapshot(path: Path) -> tuple[dict[str, Any], npt.NDArray[np.uint8], I
     if _checksum(blob, labels) != metadata["sha256"]:
         raise _corrupted(path, "checksum mismatch")
     return metadata, blob, labels
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename durable; platforms that cannot open directories skip it."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 __all__ = ["MAX_TOMBSTONE_FRACTION", "VectorIndex"]
