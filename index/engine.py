@@ -183,6 +183,19 @@ class _DirectoryLock:
             self._fd = None
 
 
+class SnapshotTimes(NamedTuple):
+    """What one :meth:`Engine.snapshot` took.
+
+    Attributes:
+        locked_s: seconds the engine lock was held (waiting for a periodic snapshot still
+            being written included), during which ingests and reads wait.
+        written_s: seconds writing the files took after that, the engine going on.
+    """
+
+    locked_s: float
+    written_s: float
+
+
 class BriefVerdict(NamedTuple):
     """What a batch file records of a :class:`~index.article.Verdict`: its status and ids."""
 
@@ -869,14 +882,18 @@ class Engine:
         vectors.clear()
         return count
 
-    def snapshot(self) -> None:
+    def snapshot(self) -> SnapshotTimes:
         """Write the derived indexes to disk so the next open skips the rebuild.
 
         Returns once the snapshot is durable. The engine lock is held only while the
         indexes are copied in memory; ingests and reads go on while the files are written.
+
+        Returns:
+            How long the engine lock was held and how long the writing took.
         """
         # Always the engine lock first, then the writing lock (the snapshot thread takes
         # only the second): no order of calls can deadlock.
+        started = time.perf_counter()
         with self._lock:
             self._snapshot_writing.acquire()  # waits for a periodic snapshot being written
             try:
@@ -884,10 +901,12 @@ class Engine:
             except BaseException:
                 self._snapshot_writing.release()
                 raise
+        unlocked = time.perf_counter()
         try:
             self._write_snapshot(image)
         finally:
             self._snapshot_writing.release()
+        return SnapshotTimes(unlocked - started, time.perf_counter() - unlocked)
 
     def _take_snapshot(self) -> _SnapshotImage:
         """An in-memory image of the indexes as they are now (hold the engine lock)."""
