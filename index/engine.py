@@ -74,6 +74,7 @@ from index.shingles import shingle_hashes_many
 from index.store import (
     ArticleRow,
     CanonicalRow,
+    DeletionRow,
     Store,
     StoryRow,
     Synchronous,
@@ -635,6 +636,9 @@ class Engine:
         self._snapshot_pending: Future[None] | None = None
         self._snapshots_taken = 0
         self._snapshot_written = 0
+        # The store's deletion count in the newest snapshot on disk: the deletion log is
+        # kept only after it.
+        self._deletions_written = 0
         self._directory_lock: _DirectoryLock | None = None
         self._closed = False
 
@@ -784,8 +788,14 @@ class Engine:
             except (OSError, ValueError, KeyError, IndexMismatchError) as reason:
                 logger.info("index snapshot %s not used (%s)", directory, reason)
                 continue
-            self._lsh, self._frequencies, self._vectors, after_row = loaded
+            self._lsh, self._frequencies, self._vectors, after_row, replayed = loaded
             how = f"snapshot {directory.name}"
+            if replayed:
+                logger.info(
+                    "%d deletions since snapshot %s replayed from the record",
+                    replayed,
+                    directory.name,
+                )
             break
         else:
             logger.info("rebuilding indexes from the record (no usable snapshot)")
@@ -816,13 +826,21 @@ class Engine:
 
     def _read_snapshot(
         self, directory: Path, max_row: int, deletions: int
-    ) -> tuple[LSHIndex, DocumentFrequencies, VectorIndex | None, int]:
-        """The indexes a snapshot directory holds, and the last row they include."""
+    ) -> tuple[LSHIndex, DocumentFrequencies, VectorIndex | None, int, int]:
+        """The indexes a snapshot directory holds, brought up to the store's deletions; the
+        last row they include and how many deletions were replayed."""
         state = json.loads((directory / _STATE_FILE).read_text())
         if state.get("fingerprint") != self._fingerprint:
             raise IndexMismatchError("snapshot built with other parameters")
-        if state.get("deletions") != deletions or state.get("max_row", 0) > max_row:
-            raise IndexMismatchError("snapshot is stale: articles were deleted since")
+        taken_max_row, taken_deletions = int(state["max_row"]), int(state["deletions"])
+        if taken_deletions > deletions or taken_max_row > max_row:
+            raise IndexMismatchError("snapshot is newer than the record")
+        replay = self._store.deletions_after(taken_deletions)
+        if len(replay) != deletions - taken_deletions:
+            raise IndexMismatchError(
+                "snapshot is stale: articles were deleted since, and the record's deletion "
+                "log does not reach back to it"
+            )
         lsh = LSHIndex.load(
             directory / "lsh.bin",
             fingerprint=self._fingerprint,
@@ -841,7 +859,50 @@ class Engine:
                 dimension=self._embedder.dimension,
                 exact_limit=self.params.exact_search_limit,
             )
-        return lsh, frequencies, vectors, int(state["max_row"])
+        self._replay_deletions(replay, taken_max_row, lsh, frequencies, vectors)
+        self._deletions_written = taken_deletions
+        return lsh, frequencies, vectors, taken_max_row, len(replay)
+
+    def _replay_deletions(
+        self,
+        replay: Sequence[DeletionRow],
+        max_row: int,
+        lsh: LSHIndex,
+        frequencies: DocumentFrequencies,
+        vectors: VectorIndex | None,
+    ) -> None:
+        """Do to a snapshot's indexes what :meth:`delete` did to the live ones since it was
+        taken. Rows after ``max_row`` are not in the snapshot: the record adds them later as
+        they are now."""
+        removed: set[int] = set()
+        promoted: list[int] = []
+        for deletion in replay:
+            if deletion.row <= max_row:
+                lsh.remove(deletion.row)
+                if deletion.original:
+                    frequencies.remove(deletion.terms)
+                    removed.add(deletion.row)
+            if deletion.promoted_row is not None and deletion.promoted_row <= max_row:
+                assert deletion.promoted_terms is not None
+                frequencies.add(deletion.promoted_terms)
+                promoted.append(deletion.promoted_row)
+        if vectors is None:
+            return
+        # A row is deleted once and promoted at most once, before that: it ends up indexed
+        # if it was promoted and not deleted since.
+        if removed:
+            vectors.remove(np.array(sorted(removed), dtype=np.int64))
+        stored = self._store.articles(row for row in promoted if row not in removed)
+        embedded = [
+            (row, article.embedding)
+            for row, article in sorted(stored.items())
+            if article.embedding is not None
+        ]
+        if embedded:
+            vectors.add(
+                np.array([row for row, _embedding in embedded], dtype=np.int64),
+                np.stack([embedding for _row, embedding in embedded]),
+            )
 
     def _index_rows(self, after_row: int) -> int:
         rows: list[int] = []
@@ -946,6 +1007,7 @@ class Engine:
             shutil.rmtree(target, ignore_errors=True)
             raise
         self._snapshot_written = image.number
+        self._deletions_written = int(image.state["deletions"])
         for older, path in _generations(root):
             if older < number:
                 shutil.rmtree(path, ignore_errors=True)
@@ -1927,7 +1989,9 @@ class Engine:
                         store.update_article(promoted.row, original_row=None)
                         for member in members[1:]:
                             store.update_article(member.row, original_row=promoted.row)
-                store.delete_article(row.row)
+                store.delete_article(row, promoted)
+                # The log is needed only after the newest snapshot on disk.
+                store.forget_deletions(self._deletions_written)
                 self._shrink_story(row, promoted)
                 if promoted is not None:
                     # The promoted copy is now an original: its verdict says so.

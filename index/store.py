@@ -23,11 +23,14 @@ from index.errors import IndexMismatchError, StorageFullError, StoreClosedError
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Version 2 added articles.evidence (index.dates): NULL where not computed yet, which the
 # engine fills for a version-1 store's story articles when it opens it.
 # Version 3 added the copies table (each copy's verified earlier copies); articles stored
 # before it list none.
+# Version 4 added the deletions table (what each deletion took from the indexes, so that a
+# snapshot taken before it can be brought up to date); deletions made before it are not
+# there, and a snapshot older than them is rebuilt from the record as before.
 
 Synchronous = Literal["full", "normal", "off"]
 
@@ -82,6 +85,14 @@ CREATE TABLE IF NOT EXISTS copies (
     PRIMARY KEY (row, copy_of)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS copies_copy_of ON copies (copy_of);
+CREATE TABLE IF NOT EXISTS deletions (
+    number INTEGER PRIMARY KEY,
+    row INTEGER NOT NULL,
+    original INTEGER NOT NULL,
+    terms BLOB NOT NULL,
+    promoted_row INTEGER,
+    promoted_terms BLOB
+);
 CREATE TABLE IF NOT EXISTS source_lines (
     source TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -116,6 +127,28 @@ class ArticleRow:
     duplicate_similarity: float | None
     story_similarity: float | None
     evidence: bytes | None = None
+
+
+@dataclass(frozen=True)
+class DeletionRow:
+    """What one deletion took from the derived indexes (the ``deletions`` table).
+
+    Attributes:
+        number: the store's deletion count once it was made (1 for the first).
+        row: the deleted article's row.
+        original: whether it was an original then (its terms and vector were indexed).
+        terms: its term hashes.
+        promoted_row: the copy that became the original of its group in its place, if any
+            (its terms and vector were indexed from then on).
+        promoted_terms: that copy's term hashes.
+    """
+
+    number: int
+    row: int
+    original: bool
+    terms: npt.NDArray[np.uint32]
+    promoted_row: int | None
+    promoted_terms: npt.NDArray[np.uint32] | None
 
 
 @dataclass
@@ -576,10 +609,54 @@ class Store:
             f"UPDATE articles SET {assignments} WHERE row = ?", (*values.values(), row)
         )
 
-    def delete_article(self, row: int) -> None:
-        self.connection.execute("DELETE FROM articles WHERE row = ?", (row,))
-        deletions = int(self.meta("deletions") or 0) + 1
-        self.set_meta("deletions", str(deletions))
+    def delete_article(self, removed: ArticleRow, promoted: ArticleRow | None = None) -> int:
+        """Delete an article and log what the indexes lose with it; its deletion number.
+
+        Args:
+            removed: the article, as read before the deletion (``original_row`` None for
+                an original).
+            promoted: the copy that takes its place as its group's original, if any.
+        """
+        connection = self.connection
+        connection.execute("DELETE FROM articles WHERE row = ?", (removed.row,))
+        number = int(self.meta("deletions") or 0) + 1
+        self.set_meta("deletions", str(number))
+        connection.execute(
+            "INSERT INTO deletions (number, row, original, terms, promoted_row, promoted_terms) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                number,
+                removed.row,
+                int(removed.original_row is None),
+                removed.terms.astype(_U4).tobytes(),
+                None if promoted is None else promoted.row,
+                None if promoted is None else promoted.terms.astype(_U4).tobytes(),
+            ),
+        )
+        return number
+
+    def deletions_after(self, number: int) -> list[DeletionRow]:
+        """The logged deletions numbered above ``number``, in order (those forgotten by
+        :meth:`forget_deletions` or made before schema version 4 are missing)."""
+        return [
+            DeletionRow(
+                number=found[0],
+                row=found[1],
+                original=bool(found[2]),
+                terms=_u32(found[3]),
+                promoted_row=found[4],
+                promoted_terms=None if found[5] is None else _u32(found[5]),
+            )
+            for found in self.connection.execute(
+                "SELECT number, row, original, terms, promoted_row, promoted_terms "
+                "FROM deletions WHERE number > ? ORDER BY number",
+                (number,),
+            )
+        ]
+
+    def forget_deletions(self, through: int) -> None:
+        """Drop the logged deletions numbered up to ``through`` (a snapshot includes them)."""
+        self.connection.execute("DELETE FROM deletions WHERE number <= ?", (through,))
 
     def group_members(self, original_row: int) -> list[ArticleRow]:
         """Every copy pointing at ``original_row``, earliest first."""

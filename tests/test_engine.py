@@ -274,7 +274,7 @@ def test_event_time_evidence_is_stored_and_filled_in_for_an_older_store(
         assert dict(connection.execute("SELECT id, evidence FROM articles")) == stored
         assert connection.execute(
             "SELECT value FROM meta WHERE key = 'schema_version'"
-        ).fetchone() == ("3",)
+        ).fetchone() == ("4",)
         assert connection.execute(
             "SELECT COUNT(*) FROM meta WHERE key = 'evidence_pending'"
         ).fetchone() == (0,)
@@ -523,6 +523,108 @@ def test_a_snapshot_of_an_older_version_is_read_then_replaced(
     assert "indexes loaded from snapshot snapshots (+0 rows" in caplog.text
     # Closing wrote a generation and removed the flat files.
     assert [entry.is_dir() for entry in (tmp_path / "snapshots").iterdir()] == [True]
+
+
+IndexState = tuple[list[int], list[int], int, list[int]]
+
+
+def _index_state(engine: Engine) -> IndexState:
+    """What the derived indexes hold: live LSH keys, term counts, documents, vector ids."""
+    with engine._lock:
+        last, _deletions = engine._store.generation()
+        keys = [row for row in range(1, last + 1) if row in engine._lsh]
+        vectors = [] if engine._vectors is None else sorted(engine._vectors._positions)
+        counts = engine._frequencies._counts
+        return keys, counts.tolist(), engine._frequencies.documents, vectors
+
+
+def _open_mode(data_dir: Path, request: pytest.FixtureRequest, mode: str) -> Engine:
+    if mode == "dedup":
+        return Engine.open(data_dir, mode="dedup", snapshot_every=None)
+    return Engine.open(data_dir, embedder=request.getfixturevalue("embedder"), snapshot_every=None)
+
+
+def _delete_around_a_snapshot(engine: Engine) -> IndexState:
+    """Ingest, snapshot, then delete and ingest: every kind of deletion a snapshot must be
+    brought up to date with happens after it (an original whose copy is promoted, a copy,
+    an original alone, a copy promoted and then deleted itself, an original and its promoted
+    copy both stored after the snapshot). The index state at the end."""
+    articles = _own_texts(30)
+
+    def copy(name: str, number: int) -> Article:
+        return Article(id=name, text=articles[number].text)
+
+    for article in [*articles[:20], copy("c3", 3), copy("c5", 5), copy("c9a", 9), copy("c9b", 9)]:
+        engine.ingest(article)
+    engine.snapshot()
+    for article_id in ("own5", "c3", "own7", "own9", "c9a"):
+        engine.delete(article_id)
+    for article in [*articles[20:], copy("c25", 25)]:
+        engine.ingest(article)
+    engine.delete("own25")
+    return _index_state(engine)
+
+
+@pytest.mark.parametrize("mode", ["dedup", pytest.param("stories", marks=pytest.mark.model)])
+def test_a_snapshot_taken_before_deletions_is_brought_up_to_date(
+    tmp_path: Path, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture, mode: str
+) -> None:
+    # Killed after deleting: the snapshot still holds what was deleted since. The record's
+    # deletion log says what to take out and which copies became originals, so the next
+    # start loads the snapshot instead of rebuilding every index.
+    caplog.set_level(logging.INFO, logger="index.engine")
+    with _open_mode(tmp_path, request, mode) as engine:
+        live = _delete_around_a_snapshot(engine)
+        taken = _newest_snapshot(tmp_path)
+        engine.close(snapshot=False)
+    assert live[3] if mode == "stories" else not live[3]
+    with _open_mode(tmp_path, request, mode) as engine:
+        assert _index_state(engine) == live
+        assert engine.ingest(Article(id="again5", text=_own_texts(6)[5].text)).duplicate_of == "c5"
+        assert engine.ingest(Article(id="again9", text=_own_texts(10)[9].text)).duplicate_of == (
+            "c9b"
+        )
+    assert f"6 deletions since snapshot {taken.name} replayed" in caplog.text
+    assert f"indexes loaded from snapshot {taken.name} (+10 rows from the record)" in caplog.text
+    # The same as a rebuild from the record.
+    shutil.rmtree(tmp_path / "snapshots")
+    with _open_mode(tmp_path, request, mode) as engine:
+        rebuilt = _index_state(engine)
+    with _open_mode(tmp_path, request, mode) as engine:
+        assert _index_state(engine) == rebuilt
+
+
+def test_the_deletion_log_is_kept_only_after_the_newest_snapshot(tmp_path: Path) -> None:
+    with Engine.open(tmp_path, mode="dedup", snapshot_every=None) as engine:
+        _delete_around_a_snapshot(engine)
+    # Closing wrote a snapshot with all six deletions: the next deletion drops their log.
+    with Engine.open(tmp_path, mode="dedup", snapshot_every=None) as engine:
+        engine.delete("own1")
+        engine.close(snapshot=False)
+    with sqlite3.connect(tmp_path / "samestory.sqlite3") as connection:
+        logged = connection.execute("SELECT number, row FROM deletions").fetchall()
+    assert len(logged) == 1 and logged[0][0] == 7
+    with Engine.open(tmp_path, mode="dedup") as engine:
+        with pytest.raises(ArticleNotFoundError):
+            engine.get("own1")
+        assert engine.counts()["lsh_entries"] == engine.counts()["articles"] == 28
+
+
+def test_a_snapshot_older_than_the_deletion_log_is_not_loaded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Deletions made before the log existed (a store of schema version 3) are not in it: a
+    # snapshot from before them cannot be brought up to date, and the indexes are rebuilt.
+    caplog.set_level(logging.INFO, logger="index.engine")
+    with Engine.open(tmp_path, mode="dedup", snapshot_every=None) as engine:
+        live = _delete_around_a_snapshot(engine)
+        engine.close(snapshot=False)
+    with sqlite3.connect(tmp_path / "samestory.sqlite3") as connection:
+        connection.execute("DELETE FROM deletions WHERE number = 1")
+    with Engine.open(tmp_path, mode="dedup") as engine:
+        assert _index_state(engine) == live
+    assert "the record's deletion log does not reach back to it" in caplog.text
+    assert "rebuilding indexes from the record" in caplog.text
 
 
 def test_periodic_snapshots_are_written_while_the_engine_goes_on(
