@@ -751,6 +751,10 @@ class Engine:
                 if self._snapshot_thread is not None:
                     self._snapshot_thread.shutdown(wait=True)
                     self._snapshot_thread = None
+                if self._vectors is not None:
+                    # A background rebuild of the graph is dropped: the snapshot keeps the
+                    # tombstones, and the next change after a restart starts it again.
+                    self._vectors.close()
                 if snapshot:
                     self._snapshot_after_commit()
             finally:

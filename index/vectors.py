@@ -10,12 +10,19 @@ Two modes, chosen automatically from the number of stored vectors:
 - **flat** (``IndexScalarQuantizer``): exhaustive, exact search; deletions compact it.
 - **HNSW** (``IndexHNSWSQ``): approximate graph search, used once the count exceeds
   ``exact_limit``; a single query takes under a millisecond (median 0.3-0.7 ms at
-  30k-60k vectors of dimension 384, ``benchmarks/vectors_memory.py``). Converting or
-  rebuilding is a bulk HNSW build (1-3k vectors/s on 2 cores) made under the write
-  lock, so it pauses writers and readers. The graph cannot delete nodes, so deletions
-  leave tombstones that searches skip inside the graph walk (a FAISS ``IDSelector``),
-  which keeps ``k`` results coming without over-fetching; once tombstones exceed
-  :data:`MAX_TOMBSTONE_FRACTION` of the graph it is rebuilt from the stored vectors.
+  30k-60k vectors of dimension 384, ``benchmarks/vectors_memory.py``). Converting from
+  flat is a bulk HNSW build (1-3k vectors/s on 2 cores) made under the write lock, once,
+  at ``exact_limit`` vectors, so it pauses writers and readers for a few seconds. The graph
+  cannot delete nodes, so deletions leave tombstones that searches skip inside the graph
+  walk (a FAISS ``IDSelector``), which keeps ``k`` results coming without over-fetching;
+  once tombstones exceed :data:`MAX_TOMBSTONE_FRACTION` of the graph it is rebuilt
+  without them *in the background*: a thread copies the live vectors a chunk at a time
+  (holding the lock only for each copy) into a new graph that it builds outside the lock
+  (FAISS releases the GIL), on all cores but one; searches, adds and removals go on
+  against the old graph meanwhile. The vectors added since are then copied as well, and
+  the new graph replaces the old under the lock, with what was removed meanwhile marked
+  as tombstones in it. At 100k vectors such a build takes ~30 s on 2 cores, minutes at a
+  million: held under the lock it would stall every request that long.
 
 FAISS runs on as many OpenMP threads as the process may use. GNU OpenMP spin-waits
 between parallel regions by default; on a machine busy with other work that made a
@@ -60,6 +67,8 @@ MAX_TOMBSTONE_FRACTION = 0.2
 
 _FORMAT_VERSION = 1
 _REBUILD_CHUNK = 8192
+_CATCH_UP_UNDER_LOCK = 1024
+"""A background rebuild adds at most about this many vectors while holding the lock."""
 # The id map's int objects, key and value (28 bytes each below 2**30), which
 # sys.getsizeof of the dict leaves out; with the dict itself this came to within 10 %
 # of tracemalloc's count for 60k entries.
@@ -151,6 +160,9 @@ class VectorIndex:
         # Bitmap and IDSelector of live positions; FAISS holds raw pointers to both,
         # so they are kept here, and dropped whenever a mutation makes them stale.
         self._selector: tuple[npt.NDArray[np.uint8], Any] | None = None
+        # The background rebuild of the HNSW graph without its tombstones, while one runs.
+        self._rebuilding: threading.Thread | None = None
+        self._stop_rebuilding = threading.Event()
 
     def __len__(self) -> int:
         with self._lock:
@@ -173,6 +185,25 @@ class VectorIndex:
         """Deleted vectors still held by the HNSW graph (always 0 in flat mode)."""
         with self._lock:
             return self._tombstones
+
+    @property
+    def rebuilding(self) -> bool:
+        """Whether a background rebuild of the graph is running."""
+        thread = self._rebuilding
+        return thread is not None and thread.is_alive()
+
+    def wait_for_rebuild(self, timeout: float | None = None) -> bool:
+        """Wait until no background rebuild runs; False if ``timeout`` passed first."""
+        thread = self._rebuilding
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def close(self) -> None:
+        """Stop a background rebuild (the graph keeps its tombstones) and wait for it."""
+        self._stop_rebuilding.set()
+        self.wait_for_rebuild()
 
     def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
         """Store vectors under the caller's ids; an id already stored is replaced.
@@ -454,12 +485,113 @@ class VectorIndex:
         return len(doomed)
 
     def _restructure(self) -> None:
-        """Convert flat to HNSW past the limit; rebuild HNSW when tombstones pile up."""
+        """Convert flat to HNSW past the limit; rebuild HNSW (in the background) when
+        tombstones pile up."""
         if not self._is_hnsw(self._index):
             if len(self._positions) > self.exact_limit:
                 self._rebuild(approximate=True)
         elif self._tombstones > MAX_TOMBSTONE_FRACTION * int(self._index.ntotal):
-            self._rebuild(approximate=len(self._positions) > self.exact_limit)
+            self._start_rebuild()
+
+    def _start_rebuild(self) -> None:
+        """Start rebuilding the HNSW graph without its tombstones on a thread (hold the
+        lock); nothing if one runs already or the index was closed."""
+        if self.rebuilding or self._stop_rebuilding.is_set():
+            return
+        logger.info(
+            "rebuilding the vector index without its %d tombstones in the background "
+            "(%d live vectors)",
+            self._tombstones,
+            len(self._positions),
+        )
+        self._rebuilding = threading.Thread(
+            target=self._rebuild_in_background,
+            args=(self._index,),
+            name="samestory-vectors-rebuild",
+            daemon=True,
+        )
+        self._rebuilding.start()
+
+    def _rebuild_in_background(self, old: Any) -> None:
+        try:
+            self._build_replacement(old)
+        except Exception:  # a thread's error would go unseen otherwise
+            logger.exception("background rebuild of the vector index failed; tombstones kept")
+
+    def _build_replacement(self, old: Any) -> None:
+        """Build a graph of ``old``'s live vectors and put it in ``old``'s place.
+
+        ``old`` is an HNSW index: its positions never move (removals only mark them dead
+        in ``_labels``; additions append), so each vector copied is known by its position,
+        and whether it is still live when the new graph takes over is read there.
+        """
+        started = time.perf_counter()
+        # All cores but one: requests go on meanwhile (a per-thread setting).
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        faiss.omp_set_num_threads(max(1, min(faiss.omp_get_max_threads(), (cores or 2) - 1)))
+        with self._lock:
+            approximate = len(self._positions) > self.exact_limit
+        index = self._new_index(approximate=approximate)
+        storage = faiss.downcast_index(old.storage)
+        copied: list[IdArray] = []
+        cursor = 0
+        while True:
+            if self._stop_rebuilding.is_set():
+                logger.info("background rebuild of the vector index stopped")
+                return
+            with self._lock:
+                if self._index is not old:
+                    return
+                end = int(old.ntotal)
+                final = end - cursor <= _CATCH_UP_UNDER_LOCK
+                if final:
+                    # The rest is added and the new graph takes over without letting go.
+                    cursor = self._copy_into(index, storage, cursor, end, copied)
+                    self._take_over(index, np.concatenate(copied), started)
+                    return
+                end = min(end, cursor + _REBUILD_CHUNK)
+                positions = np.arange(cursor, end, dtype=np.int64)
+                live = positions[self._labels[cursor:end] >= 0]
+                vectors = storage.reconstruct_n(cursor, end - cursor)[live - cursor]
+            _add_chunk(index, np.ascontiguousarray(vectors))
+            copied.append(live)
+            cursor = end
+
+    def _copy_into(
+        self, index: Any, storage: Any, start: int, end: int, copied: list[IdArray]
+    ) -> int:
+        """Add ``old``'s live vectors at positions ``start:end`` to ``index`` (hold the lock)."""
+        for first in range(start, end, _REBUILD_CHUNK):
+            last = min(end, first + _REBUILD_CHUNK)
+            positions = np.arange(first, last, dtype=np.int64)
+            live = positions[self._labels[first:last] >= 0]
+            if len(live):
+                _add_chunk(index, storage.reconstruct_n(first, last - first)[live - first])
+            copied.append(live)
+        return end
+
+    def _take_over(self, index: Any, old_positions: IdArray, started: float) -> None:
+        """Replace the index with ``index``, whose vector ``i`` is the one the old index
+        holds at ``old_positions[i]`` (hold the lock)."""
+        labels = self._labels[old_positions]
+        if not self._is_hnsw(index) and (labels < 0).any():
+            # A flat index has no tombstones: what was removed meanwhile goes now.
+            index.remove_ids(faiss.IDSelectorBatch(np.flatnonzero(labels < 0)))
+            labels = labels[labels >= 0]
+        live = labels >= 0
+        self._index = index
+        self._labels = labels.copy()
+        self._positions = dict(
+            zip(labels[live].tolist(), np.flatnonzero(live).tolist(), strict=True)
+        )
+        self._tombstones = int((~live).sum())
+        self._selector = None
+        logger.info(
+            "rebuilt vector index as %s with %d vectors in %.2f s (in the background)",
+            "HNSW" if self._is_hnsw(index) else "flat",
+            len(self._positions),
+            time.perf_counter() - started,
+        )
 
     def _rebuild(self, *, approximate: bool) -> None:
         """Re-add the live vectors, decoded from the current index's fp16 codes, to a new one."""
@@ -491,6 +623,11 @@ class VectorIndex:
             selector = faiss.IDSelectorBitmap(len(self._labels), faiss.swig_ptr(bitmap))
             self._selector = (bitmap, selector)
         return self._selector[1]
+
+
+def _add_chunk(index: Any, vectors: FloatArray) -> None:
+    """Add vectors to a FAISS index being built (a seam for tests to pause a rebuild)."""
+    index.add(vectors)
 
 
 def _as_ids(ids: npt.ArrayLike) -> IdArray:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from index import vectors as vectors_module
 from index.errors import IndexMismatchError
 from index.vectors import MAX_TOMBSTONE_FRACTION, VectorIndex
 
@@ -141,9 +142,10 @@ def test_hnsw_rebuilds_without_tombstones_past_the_fraction() -> None:
     below = int(MAX_TOMBSTONE_FRACTION * 300)
 
     index.remove(ids[:below])
-    assert index.tombstones == below
+    assert index.tombstones == below and not index.rebuilding
     index.remove(ids[below : below + 1])
 
+    assert index.wait_for_rebuild(timeout=60)
     assert index.tombstones == 0
     assert index.approximate
     assert len(index) == 300 - below - 1
@@ -156,7 +158,95 @@ def test_hnsw_rebuild_returns_to_flat_below_the_limit() -> None:
 
     index.remove(ids[:150])
 
+    assert index.wait_for_rebuild(timeout=60)
     assert not index.approximate and index.tombstones == 0 and len(index) == 150
+
+
+@pytest.fixture
+def paused_rebuild(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """A background rebuild that stops before adding its first chunk until released:
+    (it reached the pause, release it)."""
+    reached, release = threading.Event(), threading.Event()
+    add_chunk = vectors_module._add_chunk
+
+    def paused(index: object, vectors: np.ndarray) -> None:
+        if not reached.is_set():
+            reached.set()
+            assert release.wait(60)
+        add_chunk(index, vectors)
+
+    monkeypatch.setattr(vectors_module, "_add_chunk", paused)
+    return reached, release
+
+
+@pytest.mark.parametrize("remaining", [250, 40], ids=["hnsw", "flat"])
+def test_changes_during_a_background_rebuild_are_kept(
+    paused_rebuild: tuple[threading.Event, threading.Event],
+    monkeypatch: pytest.MonkeyPatch,
+    remaining: int,
+) -> None:
+    # The graph is rebuilt while searches, adds, removals and replacements go on; the new
+    # graph has all of them when it takes over, whether it is HNSW or (few vectors left)
+    # flat again. Small chunks, so that the rebuild copies some vectors after the changes.
+    monkeypatch.setattr(vectors_module, "_REBUILD_CHUNK", 64)
+    monkeypatch.setattr(vectors_module, "_CATCH_UP_UNDER_LOCK", 8)
+    reached, release = paused_rebuild
+    rng = np.random.default_rng(12)
+    exact_limit = 100 if remaining > 100 else 60
+    index, ids, vectors = filled(400, 16, exact_limit=exact_limit, seed=12)
+    stored = dict(zip(ids.tolist(), vectors, strict=True))
+    doomed = ids[remaining:]
+    index.remove(doomed)
+    for gone in doomed.tolist():
+        del stored[gone]
+    assert reached.wait(60) and index.rebuilding
+    # Meanwhile, under the old graph: removals of two vectors the rebuild has copied (the
+    # first chunk) and of one it has not, additions, and a replacement of a copied vector.
+    removed_now = [int(ids[0]), int(ids[1]), int(ids[remaining - 1])]
+    index.remove(np.array(removed_now))
+    for gone in removed_now:
+        del stored[gone]
+    added = unit_vectors(rng, 30, 16)
+    index.add(np.arange(10_000, 10_030), added)
+    stored.update(zip(range(10_000, 10_030), added, strict=True))
+    replaced = int(ids[2])
+    stored[replaced] = unit_vectors(rng, 1, 16)[0]
+    index.add(np.array([replaced]), stored[replaced][None, :])
+    _, during = index.search(np.stack(list(stored.values())), 1)
+    assert not np.isin(during, [*doomed.tolist(), *removed_now]).any()
+    release.set()
+
+    assert index.wait_for_rebuild(timeout=60)
+    assert index.approximate == (remaining > exact_limit)
+    assert len(index) == len(stored)
+    # The copied ones removed meanwhile are tombstones in the new graph (a flat index has
+    # none: it drops them).
+    assert index.tombstones == (3 if index.approximate else 0)
+    every = np.array(sorted(stored))
+    _, found = index.search(np.stack([stored[i] for i in every.tolist()]), 1)
+    np.testing.assert_array_equal(found[:, 0], every)
+    assert not np.isin(found, [*doomed.tolist(), *removed_now]).any()
+
+
+def test_closing_stops_a_background_rebuild(
+    paused_rebuild: tuple[threading.Event, threading.Event], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(vectors_module, "_REBUILD_CHUNK", 64)
+    monkeypatch.setattr(vectors_module, "_CATCH_UP_UNDER_LOCK", 8)
+    reached, release = paused_rebuild
+    index, ids, _ = filled(300, 16, exact_limit=100, seed=13)
+    index.remove(ids[:100])
+    assert reached.wait(60)
+    closing = threading.Thread(target=index.close)
+    closing.start()
+    assert index._stop_rebuilding.wait(60)
+    release.set()
+    closing.join(60)
+    assert not closing.is_alive() and not index.rebuilding
+    # Nothing replaced: the tombstones stay, and a closed index starts no rebuild again.
+    assert index.tombstones == 100
+    index.remove(ids[100:110])
+    assert not index.rebuilding and index.tombstones == 110
 
 
 @pytest.mark.parametrize("exact_limit", [10_000, 10], ids=["flat", "hnsw"])
