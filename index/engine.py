@@ -756,7 +756,7 @@ class Engine:
                     # tombstones, and the next change after a restart starts it again.
                     self._vectors.close()
                 if snapshot:
-                    self._snapshot_after_commit()
+                    self._snapshot_or_warn()
             finally:
                 self._store.close()
                 self._closed = True
@@ -1024,7 +1024,7 @@ class Engine:
         due = max(self._snapshot_every, int(SNAPSHOT_GROWTH * len(self._lsh)))
         return self._since_snapshot >= due
 
-    def _snapshot_after_commit(self) -> None:
+    def _snapshot_or_warn(self) -> None:
         """:meth:`snapshot`, where a failure to write it must not undo what is committed.
 
         The record is the truth and the snapshot only saves the next start a rebuild, so a

@@ -171,6 +171,20 @@ class EngineMachine(RuleBasedStateMachine):
         reads = {key: self.engine.get(key) for key in self.stored}
         return reads, [self.engine.match(probe) for probe in probes]
 
+    def _indexes(self) -> tuple[list[int], list[int], int, list[int]]:
+        """What the derived indexes hold: live LSH rows, term counts, documents, vector
+        rows. A snapshot brought up to date must hold what the live engine did."""
+        engine = self.engine
+        last, _deletions = engine._store.generation()
+        vectors = [] if engine._vectors is None else sorted(engine._vectors._positions)
+        frequencies = engine._frequencies
+        return (
+            [row for row in range(1, last + 1) if row in engine._lsh],
+            frequencies._counts.tolist(),
+            frequencies.documents,
+            vectors,
+        )
+
     def _open(self) -> None:
         self.engine = Engine.open(self.directory, mode="dedup", synchronous="off")
 
@@ -192,6 +206,7 @@ class EngineMachine(RuleBasedStateMachine):
         # The data directory as a killed process leaves it: the record as committed, the
         # snapshots as last written (older than the record after later ingests or deletes).
         before = self._answers()
+        indexes = self._indexes()
         crashed = Path(tempfile.mkdtemp(prefix="samestory-stateful-crashed-"))
         shutil.copytree(
             self.directory,
@@ -204,6 +219,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.directory = crashed
         self._open()
         assert self._answers() == before
+        assert self._indexes() == indexes
 
     @invariant()
     def the_record_is_what_was_acknowledged(self) -> None:
