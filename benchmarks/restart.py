@@ -23,8 +23,6 @@ first), or one made by ``samestory dedup --mode dedup --store DIR``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import shutil
 import sqlite3
@@ -35,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.perf import DEFAULT_MODEL_CACHE
+from benchmarks.store_cli import check_store, report, store_parser
 from index.engine import Engine
 from service.settings import Settings, open_engine
 
@@ -141,22 +139,14 @@ def format_table(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Measure one data directory; print the table (and write JSON with ``--out``)."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("data_dir", type=Path)
-    parser.add_argument("--mode", choices=["stories", "dedup"], required=True)
+    parser = store_parser(__doc__)
     parser.add_argument("--deletes", type=int, default=100)
-    parser.add_argument("--model-cache", type=Path, default=DEFAULT_MODEL_CACHE)
-    parser.add_argument("--out", type=Path)
     arguments = parser.parse_args(argv)
-    if not (arguments.data_dir / "samestory.sqlite3").is_file():
-        parser.error(f"{arguments.data_dir} holds no samestory store")
+    check_store(parser, arguments.data_dir)
     if arguments.deletes < 1:
         parser.error("--deletes must be at least 1")
     result = measure(arguments.data_dir, arguments.mode, arguments.deletes, arguments.model_cache)
-    sys.stdout.write(format_table(result) + "\n")
-    if arguments.out is not None:
-        arguments.out.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return report(format_table(result), result, arguments.out)
 
 
 if __name__ == "__main__":

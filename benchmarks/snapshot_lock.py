@@ -16,15 +16,13 @@ Stores to measure: ``perf.py``'s seeded stores (``benchmarks/results/stores/``),
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.perf import DEFAULT_MODEL_CACHE
+from benchmarks.store_cli import check_store, report, store_parser
 from index.engine import SnapshotTimes
 from service.settings import Settings, open_engine
 
@@ -68,20 +66,12 @@ def format_table(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Measure one data directory; print the table (and write JSON with ``--out``)."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("data_dir", type=Path)
-    parser.add_argument("--mode", choices=["stories", "dedup"], required=True)
+    parser = store_parser(__doc__)
     parser.add_argument("--repeat", type=int, default=4)
-    parser.add_argument("--model-cache", type=Path, default=DEFAULT_MODEL_CACHE)
-    parser.add_argument("--out", type=Path)
     arguments = parser.parse_args(argv)
-    if not (arguments.data_dir / "samestory.sqlite3").is_file():
-        parser.error(f"{arguments.data_dir} holds no samestory store")
+    check_store(parser, arguments.data_dir)
     result = measure(arguments.data_dir, arguments.mode, arguments.repeat, arguments.model_cache)
-    sys.stdout.write(format_table(result) + "\n")
-    if arguments.out is not None:
-        arguments.out.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return report(format_table(result), result, arguments.out)
 
 
 if __name__ == "__main__":

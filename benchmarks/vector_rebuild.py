@@ -17,7 +17,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -28,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.store_cli import report
 from index.vectors import MAX_TOMBSTONE_FRACTION, VectorIndex
 
 
@@ -122,10 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.vectors <= arguments.exact_limit:
         parser.error("--vectors must exceed --exact-limit: only an HNSW graph has tombstones")
     result = measure(arguments.vectors, arguments.dimension, exact_limit=arguments.exact_limit)
-    sys.stdout.write(format_table(result) + "\n")
-    if arguments.out is not None:
-        arguments.out.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return report(format_table(result), result, arguments.out)
 
 
 if __name__ == "__main__":

@@ -105,6 +105,18 @@ def wait_ready(client: TestClient, timeout: float = 300.0) -> None:
         time.sleep(0.05)
 
 
+def small_dedup_store(data_dir: Path, articles: int) -> Path:
+    """A dedup-mode store of ``articles`` unrelated articles ``a0``, ``a1``, ... closed
+    with its snapshot (what the store benchmarks run on in their tests)."""
+    from index.article import Article
+    from index.engine import Engine
+
+    with Engine.open(data_dir, mode="dedup") as engine:
+        for number in range(articles):
+            engine.ingest(Article(id=f"a{number}", text=f"article number {number} " * 12))
+    return data_dir
+
+
 def fill_up(engine: Any) -> None:
     """Let the engine's record grow by no more than a page: its storage is then full."""
     connection = engine._store._connection

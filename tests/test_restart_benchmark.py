@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import small_dedup_store
 
 from benchmarks import restart
 from index.article import Article
@@ -15,10 +16,7 @@ from index.engine import Engine
 def test_it_times_the_three_opens_of_a_store(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data_dir = tmp_path / "store"
-    with Engine.open(data_dir, mode="dedup") as engine:
-        for number in range(20):
-            engine.ingest(Article(id=f"a{number}", text=f"article number {number} " * 12))
+    data_dir = small_dedup_store(tmp_path / "store", 20)
     out = tmp_path / "restart.json"
     arguments = [str(data_dir), "--mode", "dedup", "--deletes", "4", "--out", str(out)]
     assert restart.main(arguments) == 0

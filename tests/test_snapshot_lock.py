@@ -6,19 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import small_dedup_store
 
 from benchmarks import snapshot_lock
-from index.article import Article
-from index.engine import Engine
 
 
 def test_it_times_each_snapshot_of_a_store(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data_dir = tmp_path / "store"
-    with Engine.open(data_dir, mode="dedup") as engine:
-        for number in range(20):
-            engine.ingest(Article(id=f"a{number}", text=f"article number {number} " * 12))
+    data_dir = small_dedup_store(tmp_path / "store", 20)
     out = tmp_path / "lock.json"
     arguments = [str(data_dir), "--mode", "dedup", "--repeat", "3", "--out", str(out)]
     assert snapshot_lock.main(arguments) == 0
