@@ -533,7 +533,7 @@ class VectorIndex:
             approximate = len(self._positions) > self.exact_limit
         index = self._new_index(approximate=approximate)
         storage = faiss.downcast_index(old.storage)
-        copied: list[IdArray] = []
+        copied: list[IdArray] = [np.empty(0, dtype=np.int64)]
         cursor = 0
         while True:
             if self._stop_rebuilding.is_set():
@@ -550,23 +550,27 @@ class VectorIndex:
                     self._take_over(index, np.concatenate(copied), started)
                     return
                 end = min(end, cursor + _REBUILD_CHUNK)
-                positions = np.arange(cursor, end, dtype=np.int64)
-                live = positions[self._labels[cursor:end] >= 0]
-                vectors = storage.reconstruct_n(cursor, end - cursor)[live - cursor]
-            _add_chunk(index, np.ascontiguousarray(vectors))
+                live, vectors = self._live_vectors(storage, cursor, end)
+            _add_chunk(index, vectors)
             copied.append(live)
             cursor = end
+
+    def _live_vectors(self, storage: Any, first: int, last: int) -> tuple[IdArray, FloatArray]:
+        """The positions ``first:last`` still live, and their vectors decoded from
+        ``storage``'s fp16 codes, which is lossless (hold the lock)."""
+        positions = np.arange(first, last, dtype=np.int64)
+        live = positions[self._labels[first:last] >= 0]
+        vectors = storage.reconstruct_n(first, last - first)[live - first]
+        return live, np.ascontiguousarray(vectors)
 
     def _copy_into(
         self, index: Any, storage: Any, start: int, end: int, copied: list[IdArray]
     ) -> int:
-        """Add ``old``'s live vectors at positions ``start:end`` to ``index`` (hold the lock)."""
+        """Add the live vectors at positions ``start:end`` to ``index`` (hold the lock)."""
         for first in range(start, end, _REBUILD_CHUNK):
-            last = min(end, first + _REBUILD_CHUNK)
-            positions = np.arange(first, last, dtype=np.int64)
-            live = positions[self._labels[first:last] >= 0]
+            live, vectors = self._live_vectors(storage, first, min(end, first + _REBUILD_CHUNK))
             if len(live):
-                _add_chunk(index, storage.reconstruct_n(first, last - first)[live - first])
+                _add_chunk(index, vectors)
             copied.append(live)
         return end
 
@@ -587,35 +591,22 @@ class VectorIndex:
         self._tombstones = int((~live).sum())
         self._selector = None
         logger.info(
-            "rebuilt vector index as %s with %d vectors in %.2f s (in the background)",
+            "rebuilt vector index as %s with %d vectors in %.2f s",
             "HNSW" if self._is_hnsw(index) else "flat",
             len(self._positions),
             time.perf_counter() - started,
         )
 
     def _rebuild(self, *, approximate: bool) -> None:
-        """Re-add the live vectors, decoded from the current index's fp16 codes, to a new one."""
+        """Re-add the live vectors to a new index at once (hold the lock): the conversion
+        from flat; what :meth:`_build_replacement` does chunk by chunk."""
         started = time.perf_counter()
         old = self._index
         storage = faiss.downcast_index(old.storage) if self._is_hnsw(old) else old
         index = self._new_index(approximate=approximate)
-        labels = self._labels
-        for start in range(0, len(labels), _REBUILD_CHUNK):
-            chunk = labels[start : start + _REBUILD_CHUNK]
-            vectors = storage.reconstruct_n(start, len(chunk))
-            index.add(np.ascontiguousarray(vectors[chunk >= 0]))
-        live = labels[labels >= 0]
-        self._index = index
-        self._labels = live.copy()
-        self._positions = dict(zip(live.tolist(), range(len(live)), strict=True))
-        self._tombstones = 0
-        self._selector = None
-        logger.info(
-            "rebuilt vector index as %s with %d vectors in %.2f s",
-            "HNSW" if approximate else "flat",
-            len(live),
-            time.perf_counter() - started,
-        )
+        copied: list[IdArray] = [np.empty(0, dtype=np.int64)]
+        self._copy_into(index, storage, 0, int(old.ntotal), copied)
+        self._take_over(index, np.concatenate(copied), started)
 
     def _live_selector(self) -> Any:
         if self._selector is None:

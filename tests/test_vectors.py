@@ -165,12 +165,13 @@ def test_hnsw_rebuild_returns_to_flat_below_the_limit() -> None:
 @pytest.fixture
 def paused_rebuild(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
     """A background rebuild that stops before adding its first chunk until released:
-    (it reached the pause, release it)."""
+    (it reached the pause, release it). Synchronous conversions from flat go on."""
     reached, release = threading.Event(), threading.Event()
     add_chunk = vectors_module._add_chunk
 
     def paused(index: object, vectors: np.ndarray) -> None:
-        if not reached.is_set():
+        in_background = threading.current_thread().name == "samestory-vectors-rebuild"
+        if in_background and not reached.is_set():
             reached.set()
             assert release.wait(60)
         add_chunk(index, vectors)
