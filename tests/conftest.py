@@ -117,6 +117,20 @@ def small_dedup_store(data_dir: Path, articles: int) -> Path:
     return data_dir
 
 
+IndexState = tuple[list[int], list[int], int, list[int]]
+
+
+def index_state(engine: Any) -> IndexState:
+    """What an engine's derived indexes hold: live LSH rows, term counts, documents and
+    vector rows (none in dedup mode)."""
+    with engine._lock:
+        last, _deletions = engine._store.generation()
+        rows = [row for row in range(1, last + 1) if row in engine._lsh]
+        vectors = [] if engine._vectors is None else sorted(engine._vectors._positions)
+        frequencies = engine._frequencies
+        return rows, frequencies._counts.tolist(), frequencies.documents, vectors
+
+
 def fill_up(engine: Any) -> None:
     """Let the engine's record grow by no more than a page: its storage is then full."""
     connection = engine._store._connection

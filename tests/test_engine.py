@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-from conftest import ECONOMY, FLOOD, engine_embedder, fill_up, make_room
+from conftest import ECONOMY, FLOOD, IndexState, engine_embedder, fill_up, index_state, make_room
 
 from index import dates
 from index import engine as engine_module
@@ -525,19 +525,6 @@ def test_a_snapshot_of_an_older_version_is_read_then_replaced(
     assert [entry.is_dir() for entry in (tmp_path / "snapshots").iterdir()] == [True]
 
 
-IndexState = tuple[list[int], list[int], int, list[int]]
-
-
-def _index_state(engine: Engine) -> IndexState:
-    """What the derived indexes hold: live LSH keys, term counts, documents, vector ids."""
-    with engine._lock:
-        last, _deletions = engine._store.generation()
-        keys = [row for row in range(1, last + 1) if row in engine._lsh]
-        vectors = [] if engine._vectors is None else sorted(engine._vectors._positions)
-        counts = engine._frequencies._counts
-        return keys, counts.tolist(), engine._frequencies.documents, vectors
-
-
 def _open_mode(data_dir: Path, request: pytest.FixtureRequest, mode: str) -> Engine:
     if mode == "dedup":
         return Engine.open(data_dir, mode="dedup", snapshot_every=None)
@@ -562,7 +549,7 @@ def _delete_around_a_snapshot(engine: Engine) -> IndexState:
     for article in [*articles[20:], copy("c25", 25)]:
         engine.ingest(article)
     engine.delete("own25")
-    return _index_state(engine)
+    return index_state(engine)
 
 
 @pytest.mark.parametrize("mode", ["dedup", pytest.param("stories", marks=pytest.mark.model)])
@@ -579,7 +566,7 @@ def test_a_snapshot_taken_before_deletions_is_brought_up_to_date(
         engine.close(snapshot=False)
     assert live[3] if mode == "stories" else not live[3]
     with _open_mode(tmp_path, request, mode) as engine:
-        assert _index_state(engine) == live
+        assert index_state(engine) == live
         assert engine.ingest(Article(id="again5", text=_own_texts(6)[5].text)).duplicate_of == "c5"
         assert engine.ingest(Article(id="again9", text=_own_texts(10)[9].text)).duplicate_of == (
             "c9b"
@@ -589,9 +576,9 @@ def test_a_snapshot_taken_before_deletions_is_brought_up_to_date(
     # The same as a rebuild from the record.
     shutil.rmtree(tmp_path / "snapshots")
     with _open_mode(tmp_path, request, mode) as engine:
-        rebuilt = _index_state(engine)
+        rebuilt = index_state(engine)
     with _open_mode(tmp_path, request, mode) as engine:
-        assert _index_state(engine) == rebuilt
+        assert index_state(engine) == rebuilt
 
 
 def test_the_deletion_log_is_kept_only_after_the_newest_snapshot(tmp_path: Path) -> None:
@@ -622,7 +609,7 @@ def test_a_snapshot_older_than_the_deletion_log_is_not_loaded(
     with sqlite3.connect(tmp_path / "samestory.sqlite3") as connection:
         connection.execute("DELETE FROM deletions WHERE number = 1")
     with Engine.open(tmp_path, mode="dedup") as engine:
-        assert _index_state(engine) == live
+        assert index_state(engine) == live
     assert "the record's deletion log does not reach back to it" in caplog.text
     assert "rebuilding indexes from the record" in caplog.text
 

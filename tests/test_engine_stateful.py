@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import ECONOMY, FLOOD, engine_embedder, model_cache_path
+from conftest import ECONOMY, FLOOD, engine_embedder, index_state, model_cache_path
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -171,20 +171,6 @@ class EngineMachine(RuleBasedStateMachine):
         reads = {key: self.engine.get(key) for key in self.stored}
         return reads, [self.engine.match(probe) for probe in probes]
 
-    def _indexes(self) -> tuple[list[int], list[int], int, list[int]]:
-        """What the derived indexes hold: live LSH rows, term counts, documents, vector
-        rows. A snapshot brought up to date must hold what the live engine did."""
-        engine = self.engine
-        last, _deletions = engine._store.generation()
-        vectors = [] if engine._vectors is None else sorted(engine._vectors._positions)
-        frequencies = engine._frequencies
-        return (
-            [row for row in range(1, last + 1) if row in engine._lsh],
-            frequencies._counts.tolist(),
-            frequencies.documents,
-            vectors,
-        )
-
     def _open(self) -> None:
         self.engine = Engine.open(self.directory, mode="dedup", synchronous="off")
 
@@ -206,7 +192,7 @@ class EngineMachine(RuleBasedStateMachine):
         # The data directory as a killed process leaves it: the record as committed, the
         # snapshots as last written (older than the record after later ingests or deletes).
         before = self._answers()
-        indexes = self._indexes()
+        indexes = index_state(self.engine)
         crashed = Path(tempfile.mkdtemp(prefix="samestory-stateful-crashed-"))
         shutil.copytree(
             self.directory,
@@ -219,7 +205,8 @@ class EngineMachine(RuleBasedStateMachine):
         self.directory = crashed
         self._open()
         assert self._answers() == before
-        assert self._indexes() == indexes
+        # A snapshot brought up to date must hold what the live engine did.
+        assert index_state(self.engine) == indexes
 
     @invariant()
     def the_record_is_what_was_acknowledged(self) -> None:
