@@ -22,7 +22,8 @@ def test_it_times_searches_through_a_rebuild(
     assert 0 <= result["removal_blocked_s"] <= result["rebuilt_after_s"]
     table = capsys.readouterr().out
     assert table.startswith("3,000 vectors of dimension 16")
-    assert len(table.strip().splitlines()) == 5
+    assert len(table.strip().splitlines()) == 6
+    assert len(result["snapshot_image_s"]) == 3
 
 
 def test_an_index_that_stays_flat_is_refused() -> None:
