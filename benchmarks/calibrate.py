@@ -209,13 +209,7 @@ def cached_embedder(params: Any, model_cache: Path, embedding_cache: Path) -> An
     from index.embed import SentenceTransformerEmbedder
 
     return DiskCachedEmbedder(
-        SentenceTransformerEmbedder(
-            params.model,
-            cache_dir=model_cache,
-            max_seq_length=params.embed_max_tokens,
-            batch_size=params.embed_batch_size,
-            prompt=params.embed_prompt,
-        ),
+        SentenceTransformerEmbedder.configured(params, cache_dir=model_cache),
         params,
         embedding_cache,
     )

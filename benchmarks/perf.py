@@ -354,14 +354,8 @@ def seeded_store(run: Run, count: int) -> Path:
     if seeder == "model":
         from index.embed import SentenceTransformerEmbedder
 
-        embedder = SentenceTransformerEmbedder(
-            params.model,
-            cache_dir=settings.model_cache_dir,
-            device=params.device,
-            max_seq_length=params.embed_max_tokens,
-            batch_size=params.embed_batch_size,
-            prompt=params.embed_prompt,
-            precision=settings.precision,
+        embedder = SentenceTransformerEmbedder.configured(
+            params, cache_dir=settings.model_cache_dir, precision=settings.precision
         )
     else:
         embedder = HashedWordsEmbedder(params.model, 384)

@@ -838,14 +838,7 @@ def make_embedder(
     between runs (:class:`DiskCachedEmbedder`)."""
     from index.embed import SentenceTransformerEmbedder
 
-    model: Any = SentenceTransformerEmbedder(
-        params.model,
-        cache_dir=cache_dir,
-        device=params.device,
-        max_seq_length=params.embed_max_tokens,
-        batch_size=params.embed_batch_size,
-        prompt=params.embed_prompt,
-    )
+    model: Any = SentenceTransformerEmbedder.configured(params, cache_dir=cache_dir)
     if embedding_cache is not None:
         model = DiskCachedEmbedder(model, params, embedding_cache)
     return MemoizingEmbedder(model)

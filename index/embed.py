@@ -30,6 +30,8 @@ from index.modelcache import resolve_model
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from index.params import Parameters
+
 __all__ = [
     "Embedder",
     "Precision",
@@ -194,6 +196,22 @@ class SentenceTransformerEmbedder:
             precision,
             self.dimension,
             time.monotonic() - started,
+        )
+
+    @classmethod
+    def configured(
+        cls, params: Parameters, *, cache_dir: Path, precision: Precision = "auto"
+    ) -> SentenceTransformerEmbedder:
+        """The model as ``params`` configure it (model, device, tokens, batch size and
+        prompt): what an engine opened with ``params`` embeds with."""
+        return cls(
+            params.model,
+            cache_dir=cache_dir,
+            device=params.device,
+            max_seq_length=params.embed_max_tokens,
+            batch_size=params.embed_batch_size,
+            prompt=params.embed_prompt,
+            precision=precision,
         )
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:

@@ -108,14 +108,8 @@ def open_engine(
     if mode == "stories":
         from index.embed import SentenceTransformerEmbedder
 
-        embedder = SentenceTransformerEmbedder(
-            params.model,
-            cache_dir=settings.model_cache_dir,
-            device=params.device,
-            max_seq_length=params.embed_max_tokens,
-            batch_size=params.embed_batch_size,
-            prompt=params.embed_prompt,
-            precision=settings.precision,
+        embedder = SentenceTransformerEmbedder.configured(
+            params, cache_dir=settings.model_cache_dir, precision=settings.precision
         )
     return Engine.open(
         settings.data_dir,

@@ -69,13 +69,7 @@ def engine_embedder(cache: Path) -> Any:
     from index.embed import SentenceTransformerEmbedder
     from index.params import Parameters
 
-    params = Parameters()
-    return SentenceTransformerEmbedder(
-        params.model,
-        cache_dir=cache,
-        max_seq_length=params.embed_max_tokens,
-        prompt=params.embed_prompt,
-    )
+    return SentenceTransformerEmbedder.configured(Parameters(), cache_dir=cache)
 
 
 @pytest.fixture(scope="session")
