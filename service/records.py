@@ -120,7 +120,26 @@ def _unreadable(path: Path, error: BaseException) -> InputUnreadableError:
     return InputUnreadableError(f"cannot read {str(path)!r}: {error}")
 
 
-class RecordReader(ABC):
+class _ClosedOnExit(ABC):
+    """A file that ``with`` closes."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the file."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class RecordReader(_ClosedOnExit):
     """Streams the records of one file in chunks.
 
     Attributes:
@@ -155,17 +174,6 @@ class RecordReader(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the file."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class _ByteReader(RecordReader):
@@ -355,7 +363,7 @@ def _json_default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-class RecordWriter(ABC):
+class RecordWriter(_ClosedOnExit):
     """Writes chunks of records to one file."""
 
     def __init__(self, path: Path) -> None:
@@ -372,17 +380,6 @@ class RecordWriter(ABC):
     @abstractmethod
     def close(self) -> None:
         """Flush and close the file (a Parquet file is only valid once closed)."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _open_bytes(path: Path, compressed: bool) -> tuple[IO[bytes], IO[bytes]]:
