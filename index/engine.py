@@ -906,6 +906,7 @@ class Engine:
             vectors.add(
                 np.array([row for row, _embedding in embedded], dtype=np.int64),
                 np.stack([embedding for _row, embedding in embedded]),
+                bulk=True,
             )
 
     def _index_rows(self, after_row: int) -> int:
@@ -940,7 +941,7 @@ class Engine:
         if rows:
             self._lsh.insert_many(np.array(rows, dtype=np.int64), np.stack(signatures))
         if vector_rows and self._vectors is not None:
-            self._vectors.add(np.array(vector_rows, dtype=np.int64), np.stack(vectors))
+            self._vectors.add(np.array(vector_rows, dtype=np.int64), np.stack(vectors), bulk=True)
         rows.clear()
         signatures.clear()
         vector_rows.clear()

@@ -10,16 +10,19 @@ Two modes, chosen automatically from the number of stored vectors:
 - **flat** (``IndexScalarQuantizer``): exhaustive, exact search; deletions compact it.
 - **HNSW** (``IndexHNSWSQ``): approximate graph search, used once the count exceeds
   ``exact_limit``; a single query takes under a millisecond (median 0.3-0.7 ms at
-  30k-60k vectors of dimension 384, ``benchmarks/vectors_memory.py``). Converting from
-  flat is a bulk HNSW build (1-3k vectors/s on 2 cores) made under the write lock, once,
-  at ``exact_limit`` vectors, so it pauses writers and readers for a few seconds. The graph
-  cannot delete nodes, so deletions leave tombstones that searches skip inside the graph
-  walk (a FAISS ``IDSelector``), which keeps ``k`` results coming without over-fetching;
-  once tombstones exceed :data:`MAX_TOMBSTONE_FRACTION` of the graph it is rebuilt
-  without them *in the background*: a thread copies the live vectors a chunk at a time
-  (holding the lock only for each copy) into a new graph that it builds outside the lock
-  (FAISS releases the GIL), on all cores but one; searches, adds and removals go on
-  against the old graph meanwhile. The vectors added since are then copied as well, and
+  30k-60k vectors of dimension 384, ``benchmarks/vectors_memory.py``). The conversion
+  from flat, once, past ``exact_limit`` vectors, is a bulk HNSW build (1-3k vectors/s on
+  2 cores); it runs in the background like the rebuilds below, while the flat index goes
+  on serving (its removals leave tombstones meanwhile, so that positions stay put), except
+  for an ``add(..., bulk=True)``: a caller loading vectors in bulk, with nobody searching
+  yet, converts at once on every core. The graph cannot delete nodes, so deletions leave
+  tombstones that searches skip inside the graph walk (a FAISS ``IDSelector``), which
+  keeps ``k`` results coming without over-fetching; once tombstones exceed
+  :data:`MAX_TOMBSTONE_FRACTION` of the graph it is rebuilt without them *in the
+  background*: a thread copies the live vectors a chunk at a time (holding the lock only
+  for each copy) into a new graph that it builds outside the lock (FAISS releases the
+  GIL), on all cores but one; searches, adds and removals go on against the old graph
+  meanwhile. The vectors added since are then copied as well, and
   the new graph replaces the old under the lock, with what was removed meanwhile marked
   as tombstones in it. At 100k vectors such a build takes ~30 s on 2 cores, minutes at a
   million: held under the lock it would stall every request that long.
@@ -160,8 +163,12 @@ class VectorIndex:
         # Bitmap and IDSelector of live positions; FAISS holds raw pointers to both,
         # so they are kept here, and dropped whenever a mutation makes them stale.
         self._selector: tuple[npt.NDArray[np.uint8], Any] | None = None
-        # The background rebuild of the HNSW graph without its tombstones, while one runs.
+        # The background rebuild of the HNSW graph without its tombstones, or the
+        # conversion from flat, while one runs; the index it is to replace; the bytes of
+        # the index it builds, as of its last chunk.
         self._rebuilding: threading.Thread | None = None
+        self._replacing: Any = None
+        self._replacement_bytes = 0
         self._stop_rebuilding = threading.Event()
 
     def __len__(self) -> int:
@@ -182,7 +189,8 @@ class VectorIndex:
 
     @property
     def tombstones(self) -> int:
-        """Deleted vectors still held by the HNSW graph (always 0 in flat mode)."""
+        """Deleted vectors still held by the index: by the HNSW graph, or by the flat
+        index while it is being converted to HNSW (0 in flat mode otherwise)."""
         with self._lock:
             return self._tombstones
 
@@ -201,11 +209,19 @@ class VectorIndex:
         return True
 
     def close(self) -> None:
-        """Stop a background rebuild (the graph keeps its tombstones) and wait for it."""
+        """Stop a background rebuild (the graph keeps its tombstones) and wait for it.
+
+        A conversion from flat is waited for instead: it happens once, at
+        ``exact_limit`` vectors (seconds), and a flat index past the limit would
+        otherwise be what the next start loads."""
+        with self._lock:
+            converting = self._replacing is not None and not self._is_hnsw(self._replacing)
+        if converting:
+            self.wait_for_rebuild()
         self._stop_rebuilding.set()
         self.wait_for_rebuild()
 
-    def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
+    def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike, *, bulk: bool = False) -> None:
         """Store vectors under the caller's ids; an id already stored is replaced.
 
         When an id repeats within one call, its last vector wins.
@@ -213,6 +229,9 @@ class VectorIndex:
         Args:
             ids: int64 ids, shape (n,), each at least 0.
             vectors: float32 vectors, shape (n, dimension), L2-normalized by the caller.
+            bulk: the caller is loading vectors in bulk with nobody searching meanwhile
+                (a rebuild from the record): a conversion to HNSW that this add calls for
+                is made at once, on every core, not in the background.
 
         Raises:
             ValueError: the shapes, dtypes or ids are invalid.
@@ -235,7 +254,7 @@ class VectorIndex:
                 zip(id_array.tolist(), range(start, start + len(id_array)), strict=True)
             )
             self._selector = None
-            self._restructure()
+            self._restructure(bulk=bulk)
 
     def remove(self, ids: npt.ArrayLike) -> int:
         """Delete the vectors stored under these ids.
@@ -284,6 +303,13 @@ class VectorIndex:
                     if self._tombstones:
                         parameters.sel = self._live_selector()
                     found_scores, positions = self._index.search(matrix, fetch, params=parameters)
+                elif self._tombstones:
+                    # A flat index being converted: its removed vectors are still in it.
+                    flat_parameters = faiss.SearchParameters()
+                    flat_parameters.sel = self._live_selector()
+                    found_scores, positions = self._index.search(
+                        matrix, fetch, params=flat_parameters
+                    )
                 else:
                     found_scores, positions = self._index.search(matrix, fetch)
             found = positions >= 0
@@ -292,15 +318,13 @@ class VectorIndex:
         return scores, ids
 
     def memory_bytes(self) -> int:
-        """Estimated resident bytes: FAISS codes and graph, id maps and search bitmap."""
+        """Estimated resident bytes: FAISS codes and graph, id maps and search bitmap,
+        and the index a background rebuild or conversion is building (as of its last
+        chunk)."""
         with self._lock:
-            index = self._index
-            storage = faiss.downcast_index(index.storage) if self._is_hnsw(index) else index
-            total = int(storage.sa_code_size()) * int(storage.ntotal)
-            if self._is_hnsw(index):
-                graph = index.hnsw
-                total += 4 * int(graph.neighbors.size()) + 4 * int(graph.levels.size())
-                total += 8 * int(graph.offsets.size())
+            total = _index_bytes(self._index)
+            if self._replacing is not None:
+                total += self._replacement_bytes
             total += self._labels.nbytes + sys.getsizeof(self._positions)
             total += _ID_MAP_INT_BYTES_PER_ENTRY * len(self._positions)
             if self._selector is not None:
@@ -321,19 +345,23 @@ class VectorIndex:
         that writes it to a path; the checksum, the write and the ``fsync`` happen there,
         so they may run later, on another thread, while the index changes."""
         with self._lock:
-            blob = np.asarray(faiss.serialize_index(self._index), dtype=np.uint8)
-            labels = self._labels.copy()
+            index, labels = self._index, self._labels.copy()
+            if not self._is_hnsw(index) and self._tombstones:
+                # A flat index being converted: saved without its removed vectors.
+                index, kept = self._compacted_flat()
+                labels = self._labels[kept]
+            blob = np.asarray(faiss.serialize_index(index), dtype=np.uint8)
             metadata = {
                 "format": _FORMAT_VERSION,
                 "fingerprint": fingerprint,
                 "dimension": self.dimension,
-                "mode": "hnsw" if self._is_hnsw(self._index) else "flat",
+                "mode": "hnsw" if self._is_hnsw(index) else "flat",
                 "exact_limit": self.exact_limit,
                 "hnsw_m": self.hnsw_m,
                 "ef_construction": self.ef_construction,
                 "ef_search": self.ef_search,
                 "count": len(self._positions),
-                "tombstones": self._tombstones,
+                "tombstones": int((labels < 0).sum()),
                 "faiss_version": faiss.__version__,
             }
 
@@ -467,12 +495,13 @@ class VectorIndex:
         return matrix
 
     def _discard(self, ids: IdArray) -> int:
-        """Drop stored ids (unique); flat compacts at once, HNSW leaves tombstones."""
+        """Drop stored ids (unique); flat compacts at once, HNSW leaves tombstones (and
+        so does a flat index being converted, whose positions the conversion reads)."""
         positions = [self._positions.pop(i) for i in ids.tolist() if i in self._positions]
         if not positions:
             return 0
         doomed = np.asarray(positions, dtype=np.int64)
-        if self._is_hnsw(self._index):
+        if self._is_hnsw(self._index) or self._replacing is self._index:
             self._labels[doomed] = -1
             self._tombstones += len(doomed)
             self._selector = None
@@ -484,26 +513,38 @@ class VectorIndex:
             )
         return len(doomed)
 
-    def _restructure(self) -> None:
-        """Convert flat to HNSW past the limit; rebuild HNSW (in the background) when
-        tombstones pile up."""
+    def _restructure(self, *, bulk: bool = False) -> None:
+        """Convert flat to HNSW past the limit (at once for a ``bulk`` add, in the
+        background otherwise); rebuild HNSW (in the background) when tombstones pile up."""
         if not self._is_hnsw(self._index):
-            if len(self._positions) > self.exact_limit:
-                self._rebuild(approximate=True)
+            if len(self._positions) > self.exact_limit and self._replacing is None:
+                if bulk:
+                    self._rebuild(approximate=True)
+                else:
+                    self._start_rebuild()
         elif self._tombstones > MAX_TOMBSTONE_FRACTION * int(self._index.ntotal):
             self._start_rebuild()
 
     def _start_rebuild(self) -> None:
-        """Start rebuilding the HNSW graph without its tombstones on a thread (hold the
-        lock); nothing if one runs already or the index was closed."""
+        """Start rebuilding the HNSW graph without its tombstones, or converting the flat
+        index to HNSW, on a thread (hold the lock); nothing if one runs already or the
+        index was closed."""
         if self.rebuilding or self._stop_rebuilding.is_set():
             return
-        logger.info(
-            "rebuilding the vector index without its %d tombstones in the background "
-            "(%d live vectors)",
-            self._tombstones,
-            len(self._positions),
-        )
+        if self._is_hnsw(self._index):
+            logger.info(
+                "rebuilding the vector index without its %d tombstones in the background "
+                "(%d live vectors)",
+                self._tombstones,
+                len(self._positions),
+            )
+        else:
+            logger.info(
+                "converting the vector index to HNSW in the background (%d vectors)",
+                len(self._positions),
+            )
+        self._replacing = self._index
+        self._replacement_bytes = 0
         self._rebuilding = threading.Thread(
             target=self._rebuild_in_background,
             args=(self._index,),
@@ -517,13 +558,20 @@ class VectorIndex:
             self._build_replacement(old)
         except Exception:  # a thread's error would go unseen otherwise
             logger.exception("background rebuild of the vector index failed; tombstones kept")
+        finally:
+            with self._lock:
+                if self._replacing is old:  # stopped or failed: nothing took over
+                    self._replacing = None
+                    if not self._is_hnsw(self._index) and self._tombstones:
+                        self._take_over(*self._compacted_flat(), time.perf_counter())
 
     def _build_replacement(self, old: Any) -> None:
         """Build a graph of ``old``'s live vectors and put it in ``old``'s place.
 
-        ``old`` is an HNSW index: its positions never move (removals only mark them dead
-        in ``_labels``; additions append), so each vector copied is known by its position,
-        and whether it is still live when the new graph takes over is read there.
+        ``old`` is an HNSW index, or a flat one being converted: while this runs its
+        positions never move (removals only mark them dead in ``_labels``; additions
+        append), so each vector copied is known by its position, and whether it is still
+        live when the new graph takes over is read there.
         """
         started = time.perf_counter()
         # All cores but one: requests go on meanwhile (a per-thread setting).
@@ -532,7 +580,7 @@ class VectorIndex:
         with self._lock:
             approximate = len(self._positions) > self.exact_limit
         index = self._new_index(approximate=approximate)
-        storage = faiss.downcast_index(old.storage)
+        storage = faiss.downcast_index(old.storage) if self._is_hnsw(old) else old
         copied: list[IdArray] = [np.empty(0, dtype=np.int64)]
         cursor = 0
         while True:
@@ -554,6 +602,9 @@ class VectorIndex:
             _add_chunk(index, vectors)
             copied.append(live)
             cursor = end
+            built = _index_bytes(index)
+            with self._lock:
+                self._replacement_bytes = built
 
     def _live_vectors(self, storage: Any, first: int, last: int) -> tuple[IdArray, FloatArray]:
         """The positions ``first:last`` still live, and their vectors decoded from
@@ -584,6 +635,7 @@ class VectorIndex:
             labels = labels[labels >= 0]
         live = labels >= 0
         self._index = index
+        self._replacing = None
         self._labels = labels.copy()
         self._positions = dict(
             zip(labels[live].tolist(), np.flatnonzero(live).tolist(), strict=True)
@@ -608,12 +660,33 @@ class VectorIndex:
         self._copy_into(index, storage, 0, int(old.ntotal), copied)
         self._take_over(index, np.concatenate(copied), started)
 
+    def _compacted_flat(self) -> tuple[Any, IdArray]:
+        """A copy of the flat index without its tombstones, and the positions it kept
+        (hold the lock); decoding and re-encoding the fp16 codes is lossless."""
+        kept = np.flatnonzero(self._labels >= 0)
+        index = self._new_index(approximate=False)
+        if len(kept):
+            index.add(np.ascontiguousarray(self._index.reconstruct_n(0, len(self._labels))[kept]))
+        return index, kept
+
     def _live_selector(self) -> Any:
         if self._selector is None:
             bitmap = np.packbits(self._labels >= 0, bitorder="little")
             selector = faiss.IDSelectorBitmap(len(self._labels), faiss.swig_ptr(bitmap))
             self._selector = (bitmap, selector)
         return self._selector[1]
+
+
+def _index_bytes(index: Any) -> int:
+    """Bytes of a flat or HNSW index's codes and graph."""
+    hnsw = isinstance(index, faiss.IndexHNSW)
+    storage = faiss.downcast_index(index.storage) if hnsw else index
+    total = int(storage.sa_code_size()) * int(storage.ntotal)
+    if hnsw:
+        graph = index.hnsw
+        total += 4 * int(graph.neighbors.size()) + 4 * int(graph.levels.size())
+        total += 8 * int(graph.offsets.size())
+    return total
 
 
 def _add_chunk(index: Any, vectors: FloatArray) -> None:

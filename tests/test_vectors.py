@@ -49,7 +49,7 @@ def filled(
     ids = rng.permutation(10 * n).astype(np.int64)[:n]
     vectors = clustered_vectors(rng, n, dimension)
     index = VectorIndex(dimension, exact_limit=exact_limit)
-    index.add(ids, vectors)
+    index.add(ids, vectors, bulk=True)
     return index, ids, vectors
 
 
@@ -106,16 +106,16 @@ def test_hnsw_recall_at_10_against_brute_force() -> None:
     assert recall >= 0.95
 
 
-def test_switches_to_hnsw_when_the_count_crosses_the_limit() -> None:
+def test_a_bulk_add_past_the_limit_converts_at_once() -> None:
     rng = np.random.default_rng(5)
     vectors = unit_vectors(rng, 51, 32)
     index = VectorIndex(32, exact_limit=50)
 
-    index.add(np.arange(50), vectors[:50])
+    index.add(np.arange(50), vectors[:50], bulk=True)
     assert not index.approximate
-    index.add(np.array([50]), vectors[50:])
+    index.add(np.array([50]), vectors[50:], bulk=True)
 
-    assert index.approximate
+    assert index.approximate and not index.rebuilding
     assert len(index) == 51
     _, found = index.search(vectors, 1)
     np.testing.assert_array_equal(found[:, 0], np.arange(51))
@@ -248,6 +248,135 @@ def test_closing_stops_a_background_rebuild(
     assert index.tombstones == 100
     index.remove(ids[100:110])
     assert not index.rebuilding and index.tombstones == 110
+
+
+def test_crossing_the_limit_converts_in_the_background_while_flat_serves(
+    paused_rebuild: tuple[threading.Event, threading.Event],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # Small chunks: the pause comes before the first chunk, outside the lock.
+    monkeypatch.setattr(vectors_module, "_REBUILD_CHUNK", 16)
+    monkeypatch.setattr(vectors_module, "_CATCH_UP_UNDER_LOCK", 8)
+    reached, release = paused_rebuild
+    vectors = unit_vectors(np.random.default_rng(21), 81, 32)
+    index = VectorIndex(32, exact_limit=50)
+    index.add(np.arange(50), vectors[:50])
+
+    index.add(np.array([50]), vectors[50:51])
+    assert reached.wait(60) and index.rebuilding
+
+    # Meanwhile the flat index answers exactly; its removals are tombstones until then.
+    assert not index.approximate
+    assert index.remove(np.array([3, 4])) == 2 and index.tombstones == 2
+    index.add(np.arange(51, 81), vectors[51:])
+    live = np.setdiff1d(np.arange(81), [3, 4])
+    _, found = index.search(vectors, 80)
+    assert not np.isin(found, [3, 4]).any()
+    np.testing.assert_array_equal(found[live, 0], live)
+    assert (found[:, :79] >= 0).all() and (found[:, 79:] == -1).all()
+    # A snapshot taken now is a flat index without the tombstones.
+    index.save(tmp_path / "vectors.npz", fingerprint=FINGERPRINT)
+    loaded = VectorIndex.load(tmp_path / "vectors.npz", fingerprint=FINGERPRINT)
+    assert not loaded.approximate and loaded.tombstones == 0 and len(loaded) == 79
+    for left, right in zip(loaded.search(vectors, 5), index.search(vectors, 5), strict=True):
+        np.testing.assert_array_equal(left, right)
+    release.set()
+
+    assert index.wait_for_rebuild(timeout=60)
+    assert index.approximate and len(index) == 79
+    _, found = index.search(vectors[live], 1)
+    np.testing.assert_array_equal(found[:, 0], live)
+    assert not np.isin(index.search(vectors, 10)[1], [3, 4]).any()
+
+
+def test_closing_waits_for_a_conversion(
+    paused_rebuild: tuple[threading.Event, threading.Event], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Unlike a rebuild, the conversion is finished: the next start would load it flat.
+    monkeypatch.setattr(vectors_module, "_REBUILD_CHUNK", 16)
+    monkeypatch.setattr(vectors_module, "_CATCH_UP_UNDER_LOCK", 8)
+    reached, release = paused_rebuild
+    vectors = unit_vectors(np.random.default_rng(22), 60, 16)
+    index = VectorIndex(16, exact_limit=50)
+    index.add(np.arange(60), vectors)
+    assert reached.wait(60)
+    closing = threading.Thread(target=index.close)
+    closing.start()
+    closing.join(0.2)
+    assert closing.is_alive() and not index._stop_rebuilding.is_set()
+    release.set()
+    closing.join(60)
+
+    assert not closing.is_alive() and index.approximate and len(index) == 60
+
+
+def test_a_failed_conversion_leaves_a_compact_flat_index_and_is_tried_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(vectors_module, "_REBUILD_CHUNK", 16)
+    monkeypatch.setattr(vectors_module, "_CATCH_UP_UNDER_LOCK", 8)
+    reached, release = threading.Event(), threading.Event()
+    add_chunk = vectors_module._add_chunk
+
+    def failing(index: object, vectors: np.ndarray) -> None:
+        if threading.current_thread().name == "samestory-vectors-rebuild":
+            reached.set()
+            assert release.wait(60)
+            raise MemoryError("no room for the graph")
+        add_chunk(index, vectors)
+
+    monkeypatch.setattr(vectors_module, "_add_chunk", failing)
+    vectors = unit_vectors(np.random.default_rng(24), 70, 16)
+    index = VectorIndex(16, exact_limit=50)
+    index.add(np.arange(60), vectors[:60])
+    assert reached.wait(60)
+    index.remove(np.arange(10))
+    assert index.tombstones == 10
+    release.set()
+
+    assert index.wait_for_rebuild(timeout=60)
+    assert "background rebuild of the vector index failed" in caplog.text
+    assert not index.approximate and index.tombstones == 0 and len(index) == 50
+    _, found = index.search(vectors[:60], 50)
+    np.testing.assert_array_equal(found[10:, 0], np.arange(10, 60))
+    assert not np.isin(found, np.arange(10)).any()
+    # The next change past the limit converts again.
+    monkeypatch.setattr(vectors_module, "_add_chunk", add_chunk)
+    index.add(np.arange(60, 70), vectors[60:])
+    assert index.wait_for_rebuild(timeout=60) and index.approximate and len(index) == 60
+
+
+def test_memory_counts_the_graph_being_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Paused before the second chunk of a conversion: the first chunk's graph counts.
+    monkeypatch.setattr(vectors_module, "_REBUILD_CHUNK", 64)
+    monkeypatch.setattr(vectors_module, "_CATCH_UP_UNDER_LOCK", 8)
+    reached, release = threading.Event(), threading.Event()
+    add_chunk = vectors_module._add_chunk
+
+    calls = []
+
+    def paused(index: object, vectors: np.ndarray) -> None:
+        if threading.current_thread().name == "samestory-vectors-rebuild":
+            calls.append(len(vectors))
+            if len(calls) == 2:  # the first chunk is built and counted
+                reached.set()
+                assert release.wait(60)
+        add_chunk(index, vectors)
+
+    monkeypatch.setattr(vectors_module, "_add_chunk", paused)
+    vectors = unit_vectors(np.random.default_rng(23), 300, 16)
+    index = VectorIndex(16, exact_limit=250)
+    index.add(np.arange(250), vectors[:250])
+    flat_only = index.memory_bytes()
+    index.add(np.arange(250, 300), vectors[250:])
+    assert reached.wait(60)
+    try:
+        # The first chunk is in the graph: 64 codes of 32 bytes and their links.
+        assert index.memory_bytes() - flat_only >= 50 * 32 + 64 * 32 + 64 * 4 * 2 * 16
+    finally:
+        release.set()
+    assert index.wait_for_rebuild(timeout=60) and index.approximate
 
 
 @pytest.mark.parametrize("exact_limit", [10_000, 10], ids=["flat", "hnsw"])
@@ -495,5 +624,6 @@ def test_concurrent_adds_and_searches() -> None:
         thread.join()
 
     assert not errors
+    assert index.wait_for_rebuild(timeout=60)  # the conversion past 500 runs in the background
     assert index.approximate
     assert len(index) == 2_400 - 48
