@@ -18,11 +18,14 @@ def test_it_times_searches_through_a_rebuild(
     assert vector_rebuild.main([*arguments, "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["approximate"] and result["tombstones_after"] == 0
-    assert result["searches"] > 0
-    assert 0 <= result["removal_blocked_s"] <= result["rebuilt_after_s"]
+    for phase in ("conversion", "rebuild"):
+        assert result[phase]["searches"] > 0
+        assert 0 <= result[phase]["blocked_s"] <= result[phase]["done_after_s"]
     table = capsys.readouterr().out
     assert table.startswith("3,000 vectors of dimension 16")
-    assert len(table.strip().splitlines()) == 6
+    lines = table.strip().splitlines()
+    assert len(lines) == 6
+    assert lines[4].startswith("add past 500") and lines[5].startswith("removal past a fifth")
     assert len(result["snapshot_image_s"]) == 3
 
 
