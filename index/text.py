@@ -19,7 +19,8 @@ blocked pages) and :func:`clean` applies them in three steps:
    seeds). Bulleted headline lines in the tail go too.
 
 A text with a *blocked-page* line (a bot check, a rate-limit notice, a script wall: what a
-site serves a blocked crawler) and less than :data:`BLOCKED_PAGE_REST_CHARS` of anything
+site serves a blocked crawler) or a *site-header* line (a site's name, motto or donation
+appeal above every article) and less than :data:`BLOCKED_PAGE_REST_CHARS` of anything
 else is all boilerplate: the crawl got no article, and such pages would otherwise be
 stored as near-duplicates of each other and form a "story" of their own.
 
@@ -857,6 +858,15 @@ LINE_RULES: tuple[tuple[str, int, str], ...] = (
         r"\s*:?\s*\d{1,3}\.\d"),
     ("blocked-page", 60, _START + r"(?:access denied|403 forbidden|forbidden|error 403"
         r"|attention required|just a moment|تم رفض الوصول)" + _END),
+    # What a site puts above every article (its name, motto and donation appeal): ahewar.org
+    # (الحوار المتمدن), whose crawled pages in SemEval's Arabic pairs are often only this.
+    # A page with one and less than BLOCKED_PAGE_REST_CHARS else is refused, as above.
+    ("site-header", 120, r"(?:ال)?تبرع(?:وا)? للموقع"),
+    ("site-header", 300, r"الموقع الرئيسي لمؤسسة|مؤسسة الحوار (?:المتمدن|الحضاري)"),
+    ("site-header", 600, r"(?:حاز|فاز)\W+(?:\w+\W+){0,4}ب?جائزة ابن رشد للفكر الحر"),
+    ("site-header", 300, _START + r"من أجل مجتمع مدني علماني"),
+    ("site-header", 80, _START + r"يساري(?:ة)?\W+علماني(?:ة)?\W+ديمقراطي(?:ة)?" + _END),
+    ("site-header", 40, _START + r"الحوار المتمدن" + _END),
 )  # fmt: skip
 
 # Walls: a cookie-consent, paywall or login notice that a page put where the article should
@@ -1413,7 +1423,7 @@ def clean_lines(split: Lines, *, learned: Collection[str] = ()) -> CleanText:
                         texts[index] = kept_text
                     else:
                         reasons[index] = "promo"
-    if "blocked-page" in reasons and (
+    if ("blocked-page" in reasons or "site-header" in reasons) and (
         sum(len(texts[index]) for index, reason in enumerate(reasons) if reason is None)
         < BLOCKED_PAGE_REST_CHARS
     ):

@@ -348,6 +348,45 @@ def test_a_blocked_crawlers_page_is_all_boilerplate(source: str) -> None:
     assert len(result.removed) == len(source.splitlines())
 
 
+# All that the SemEval crawler got of some ahewar.org (الحوار المتمدن) pages: the site's
+# header (name, donation appeal, foundation, motto, an award), in two wordings.
+AHEWAR_HEADERS = (
+    "الحوار المتمدن\nالتبرع للموقع - ادعمونا\n\n\nالموقع الرئيسي لمؤسسة الحوار المتمدن\n"
+    "يسارية , علمانية , ديمقراطية\n"
+    '"من أجل مجتمع مدني علماني ديمقراطي حديث يضمن الحرية والعدالة الاجتماعية للجميع"\n'
+    "حاز الحوار المتمدن على جائزة ابن رشد للفكر الحر والتى نالها أعلام في الفكر والثقافة",
+    "الحوار المتمدن تبرع للموقع - ادعمنا\n رئيس مؤسسة الحوار الحضاري\n"
+    "يساري ، علماني ، ديمقراطي\n"
+    "من أجل مجتمع مدني علماني وديمقراطي حديث يضمن الحرية والعدالة الاجتماعية للجميع.\n"
+    "وفاز الحوار الحضاري بجائزة ابن رشد للفكر الحر ، التي مُنحت لشخصيات بارزة في الفكر",
+)
+
+
+@pytest.mark.parametrize("source", AHEWAR_HEADERS)
+def test_a_page_that_is_only_a_site_header_is_all_boilerplate(source: str) -> None:
+    result = clean(source)
+    assert result.body == ""
+    assert len(result.removed) == len([line for line in source.splitlines() if line.strip()])
+
+
+def test_a_site_header_with_a_few_other_words_is_still_no_article() -> None:
+    # Less than BLOCKED_PAGE_REST_CHARS besides the header: what a failed crawl got.
+    result = clean(AHEWAR_HEADERS[0] + "\nاختر القسم الذي تريد تصفحه")
+    assert result.body == ""
+
+
+def test_a_site_header_above_an_article_goes_and_the_article_stays() -> None:
+    source = AHEWAR_HEADERS[0] + "\n" + "\n".join(ARABIC_PARAGRAPHS)
+    assert clean(source).lines == ARABIC_PARAGRAPHS
+
+
+def test_a_plea_for_support_in_a_report_is_kept() -> None:
+    # Protesters chanting "support us": not a site asking for donations.
+    line = 'وتفرق المحتجون الذين كانوا يهتفون "ادعمونا أيها الإيرانيون" عندما اقتربت الشرطة.'
+    source = "\n".join((ARABIC_PARAGRAPHS[0], line, ARABIC_PARAGRAPHS[1]))
+    assert clean(source).lines == (ARABIC_PARAGRAPHS[0], line, ARABIC_PARAGRAPHS[1])
+
+
 def test_an_article_loses_only_its_script_wall_line() -> None:
     source = "\n".join(
         (
