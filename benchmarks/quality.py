@@ -897,6 +897,19 @@ def run_clustering(
     return {"documents": len(documents), "orders": orders}
 
 
+def score_refused(scored: Sequence[float | None]) -> tuple[list[float], float]:
+    """The scores with each refused pair's ``None`` replaced, and the value used.
+
+    A pair the engine refuses (a side is only boilerplate: the crawl got no article)
+    carries no evidence either way, so it gets the mean score of the scored pairs. 0.0,
+    the convention before the thirteenth session, would say "certainly a different
+    story"; :func:`run_similarity` keeps that convention's metrics beside.
+    """
+    values = [score for score in scored if score is not None]
+    neutral = sum(values) / len(values) if values else 0.0
+    return [neutral if score is None else score for score in scored], neutral
+
+
 def run_similarity(
     pairs: Sequence[SemevalPair], params: Any, embedder: MemoizingEmbedder, work_dir: Path
 ) -> dict[str, Any]:
@@ -905,7 +918,7 @@ def run_similarity(
     from index.engine import Engine
     from index.errors import InvalidArticleError
 
-    scores: list[float] = []
+    scored: list[float | None] = []
     same: list[bool] = []
     rejected: list[str] = []
     started = time.perf_counter()
@@ -917,13 +930,14 @@ def run_similarity(
                     Article(id=f"{pair.id}:2", text=pair.text2),
                 )
             except InvalidArticleError:
-                # The API answers 422 (a side is only boilerplate); scored as no evidence.
+                # The API answers 422: a side is only boilerplate (the crawl got no article).
                 rejected.append(pair.id)
-                scores.append(0.0)
+                scored.append(None)
                 same.append(False)
                 continue
-            scores.append(result.story_similarity)
+            scored.append(result.story_similarity)
             same.append(result.same_story)
+    scores, neutral = score_refused(scored)
     metrics = similarity_scores(pairs, scores)
     decided = [i for i, pair in enumerate(pairs) if not 1.5 < pair.overall < 3]
     truth = [pairs[i].overall <= 1.5 for i in decided]
@@ -936,6 +950,10 @@ def run_similarity(
     }
     metrics["seconds"] = time.perf_counter() - started
     metrics["rejected_pairs"] = rejected
+    metrics["refused_score"] = neutral
+    metrics["refused_at_zero"] = similarity_scores(
+        pairs, [0.0 if score is None else score for score in scored]
+    )
     metrics["scores"] = dict(zip((pair.id for pair in pairs), scores, strict=True))
     return metrics
 
@@ -1372,6 +1390,22 @@ def report(results: dict[str, Any]) -> None:
             f"same_story verdict on decided pairs: precision {verdict['precision']:.3f}, "
             f"recall {verdict['recall']:.3f}, accuracy {verdict['accuracy']:.3f}"
         )
+        refused = sim.get("rejected_pairs", [])
+        if refused and "refused_at_zero" in sim:
+            at_zero = sim["refused_at_zero"]
+            changed = [
+                name
+                for name, values in at_zero.items()
+                if name == "all" or values["pearson"] != sim[name]["pearson"]
+            ]
+            print(
+                f"pairs refused (a side only boilerplate, 422): {len(refused)}, scored at the "
+                f"mean score {sim['refused_score']:.3f}; at 0.0 instead: "
+                + ", ".join(
+                    f"{name} {at_zero[name]['pearson']:.3f} / {at_zero[name]['auc']:.3f}"
+                    for name in changed
+                )
+            )
     for task, corpus in (("neardup", "SaudiNewsNet"), ("neardup_ant", "ANT")):
         if task not in results:
             continue

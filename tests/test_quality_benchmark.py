@@ -30,6 +30,7 @@ from benchmarks.quality import (
     make_edit,
     pair_scores,
     pairwise_scores,
+    score_refused,
     similar_pairs,
     similarity_scores,
     truth_normalize,
@@ -86,6 +87,12 @@ def test_similarity_scores_per_language_pair() -> None:
     assert result["all"]["auc"] == pytest.approx(1.0)
     assert result["en-en"]["pearson"] == pytest.approx(1.0)
     assert result["ar-ar"]["pearson"] > 0.9
+
+
+def test_refused_pairs_are_scored_at_the_mean_of_the_others() -> None:
+    assert score_refused([0.2, None, 0.6, None]) == ([0.2, 0.4, 0.6, 0.4], pytest.approx(0.4))
+    assert score_refused([None, None]) == ([0.0, 0.0], 0.0)
+    assert score_refused([0.9]) == ([0.9], 0.9)
 
 
 def test_truth_normalize_folds_arabic_variants_and_is_idempotent() -> None:
