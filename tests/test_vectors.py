@@ -162,6 +162,13 @@ def test_hnsw_rebuild_returns_to_flat_below_the_limit() -> None:
     assert not index.approximate and index.tombstones == 0 and len(index) == 150
 
 
+def _small_chunks(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """Rebuilds copy ``chunk`` vectors at a time and finish under the lock only for the
+    last 8: a pause at a chunk comes outside the lock, and changes can come between."""
+    monkeypatch.setattr(vectors_module, "_REBUILD_CHUNK", chunk)
+    monkeypatch.setattr(vectors_module, "_CATCH_UP_UNDER_LOCK", 8)
+
+
 @pytest.fixture
 def paused_rebuild(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
     """A background rebuild that stops before adding its first chunk until released:
@@ -189,8 +196,7 @@ def test_changes_during_a_background_rebuild_are_kept(
     # The graph is rebuilt while searches, adds, removals and replacements go on; the new
     # graph has all of them when it takes over, whether it is HNSW or (few vectors left)
     # flat again. Small chunks, so that the rebuild copies some vectors after the changes.
-    monkeypatch.setattr(vectors_module, "_REBUILD_CHUNK", 64)
-    monkeypatch.setattr(vectors_module, "_CATCH_UP_UNDER_LOCK", 8)
+    _small_chunks(monkeypatch, 64)
     reached, release = paused_rebuild
     rng = np.random.default_rng(12)
     exact_limit = 100 if remaining > 100 else 60
@@ -232,8 +238,7 @@ def test_changes_during_a_background_rebuild_are_kept(
 def test_closing_stops_a_background_rebuild(
     paused_rebuild: tuple[threading.Event, threading.Event], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(vectors_module, "_REBUILD_CHUNK", 64)
-    monkeypatch.setattr(vectors_module, "_CATCH_UP_UNDER_LOCK", 8)
+    _small_chunks(monkeypatch, 64)
     reached, release = paused_rebuild
     index, ids, _ = filled(300, 16, exact_limit=100, seed=13)
     index.remove(ids[:100])
@@ -255,9 +260,7 @@ def test_crossing_the_limit_converts_in_the_background_while_flat_serves(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    # Small chunks: the pause comes before the first chunk, outside the lock.
-    monkeypatch.setattr(vectors_module, "_REBUILD_CHUNK", 16)
-    monkeypatch.setattr(vectors_module, "_CATCH_UP_UNDER_LOCK", 8)
+    _small_chunks(monkeypatch, 16)
     reached, release = paused_rebuild
     vectors = unit_vectors(np.random.default_rng(21), 81, 32)
     index = VectorIndex(32, exact_limit=50)
@@ -294,8 +297,7 @@ def test_closing_waits_for_a_conversion(
     paused_rebuild: tuple[threading.Event, threading.Event], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Unlike a rebuild, the conversion is finished: the next start would load it flat.
-    monkeypatch.setattr(vectors_module, "_REBUILD_CHUNK", 16)
-    monkeypatch.setattr(vectors_module, "_CATCH_UP_UNDER_LOCK", 8)
+    _small_chunks(monkeypatch, 16)
     reached, release = paused_rebuild
     vectors = unit_vectors(np.random.default_rng(22), 60, 16)
     index = VectorIndex(16, exact_limit=50)
@@ -314,8 +316,7 @@ def test_closing_waits_for_a_conversion(
 def test_a_failed_conversion_leaves_a_compact_flat_index_and_is_tried_again(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(vectors_module, "_REBUILD_CHUNK", 16)
-    monkeypatch.setattr(vectors_module, "_CATCH_UP_UNDER_LOCK", 8)
+    _small_chunks(monkeypatch, 16)
     reached, release = threading.Event(), threading.Event()
     add_chunk = vectors_module._add_chunk
 
@@ -349,8 +350,7 @@ def test_a_failed_conversion_leaves_a_compact_flat_index_and_is_tried_again(
 
 def test_memory_counts_the_graph_being_built(monkeypatch: pytest.MonkeyPatch) -> None:
     # Paused before the second chunk of a conversion: the first chunk's graph counts.
-    monkeypatch.setattr(vectors_module, "_REBUILD_CHUNK", 64)
-    monkeypatch.setattr(vectors_module, "_CATCH_UP_UNDER_LOCK", 8)
+    _small_chunks(monkeypatch, 64)
     reached, release = threading.Event(), threading.Event()
     add_chunk = vectors_module._add_chunk
 
