@@ -663,10 +663,10 @@ class VectorIndex:
     def _compacted_flat(self) -> tuple[Any, IdArray]:
         """A copy of the flat index without its tombstones, and the positions it kept
         (hold the lock); decoding and re-encoding the fp16 codes is lossless."""
-        kept = np.flatnonzero(self._labels >= 0)
+        kept, vectors = self._live_vectors(self._index, 0, len(self._labels))
         index = self._new_index(approximate=False)
         if len(kept):
-            index.add(np.ascontiguousarray(self._index.reconstruct_n(0, len(self._labels))[kept]))
+            index.add(vectors)
         return index, kept
 
     def _live_selector(self) -> Any:
