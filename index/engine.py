@@ -753,7 +753,8 @@ class Engine:
                     self._snapshot_thread = None
                 if self._vectors is not None:
                     # A background rebuild of the graph is dropped: the snapshot keeps the
-                    # tombstones, and the next change after a restart starts it again.
+                    # tombstones, and the next change after a restart starts it again. (A
+                    # conversion from flat to HNSW is finished first.)
                     self._vectors.close()
                 if snapshot:
                     self._snapshot_or_warn()
