@@ -171,8 +171,9 @@ def test_concurrent_callers_leave_the_record_and_indexes_consistent(
             engine.story(stored.verdict.cluster.id)
         except (ArticleNotFoundError, StoryNotFoundError):
             # Deleted meanwhile, or its story emptied: only then may it be missing.
-            if run.some_acknowledged() is not None and article_id in run.acknowledged:
-                raise
+            with run.lock:
+                if article_id in run.acknowledged:
+                    raise
         engine.stories(limit=5)
         _pause()
         return True
