@@ -913,10 +913,12 @@ def _measure_ingest(run: Run, server: Server, fresh: Sequence[NewsArticle], stor
 
 
 def _measure_match(run: Run, server: Server, data_dir: Path) -> None:
+    from index.engine import STORE_FILE
+
     sizes = run.sizes
     # Copies of stored articles only: the few the seeding refused (only boilerplate) would
     # rightly get 422 and be counted as errors.
-    with closing(sqlite3.connect(f"file:{data_dir / 'samestory.sqlite3'}?mode=ro", uri=True)) as db:
+    with closing(sqlite3.connect(f"file:{data_dir / STORE_FILE}?mode=ro", uri=True)) as db:
         stored_ids = {row[0] for row in db.execute("SELECT id FROM articles")}
     originals = [
         article for article in load_saudinewsnet(run.data)[:5_000] if article.id in stored_ids
@@ -1129,6 +1131,8 @@ def stage_archive(run: Run) -> None:
     size, then ``samestory serve`` over the result: time to ready, and new articles and
     exact copies posted one at a time.
     """
+    from index.engine import STORE_FILE
+
     count = run.sizes.archive_docs
     source = _archive_file(run, count)
     store = run.work / "archive-store"
@@ -1144,7 +1148,7 @@ def stage_archive(run: Run) -> None:
     with open(log, "wb") as handle:
         started = time.perf_counter()
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=handle, stderr=handle)
-        database = store / "samestory.sqlite3"
+        database = store / STORE_FILE
         while process.poll() is None:
             time.sleep(1.0)
             peak = max(peak, _tree_rss_bytes(process.pid))
@@ -1169,7 +1173,7 @@ def stage_archive(run: Run) -> None:
 
     early, late = rate_between(0.05, 0.15), rate_between(0.85, 0.95)
     store_bytes = sum(path.stat().st_size for path in store.rglob("*") if path.is_file())
-    with closing(sqlite3.connect(store / "samestory.sqlite3")) as reader:
+    with closing(sqlite3.connect(store / STORE_FILE)) as reader:
         stored = int(reader.execute("SELECT count(*) FROM articles").fetchone()[0])
     run.add(
         Row(

@@ -34,7 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.store_cli import check_store, report, store_parser
-from index.engine import Engine
+from index.engine import STORE_FILE, Engine
 from service.settings import Settings, open_engine
 
 
@@ -62,7 +62,7 @@ def _timed_open(settings: Settings, log: _LoadLog) -> tuple[Engine, float, list[
 
 def _ids_to_delete(data_dir: Path, count: int) -> list[str]:
     """``count`` article ids spread evenly over the store's rows."""
-    with sqlite3.connect(data_dir / "samestory.sqlite3") as connection:
+    with sqlite3.connect(data_dir / STORE_FILE) as connection:
         ids = [found[0] for found in connection.execute("SELECT id FROM articles ORDER BY row")]
     if count > len(ids):
         raise SystemExit(f"the store holds {len(ids):,} articles, fewer than {count:,}")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.perf import DEFAULT_MODEL_CACHE
+from index.engine import STORE_FILE
 
 
 def store_parser(doc: str | None) -> argparse.ArgumentParser:
@@ -24,7 +25,7 @@ def store_parser(doc: str | None) -> argparse.ArgumentParser:
 
 def check_store(parser: argparse.ArgumentParser, data_dir: Path) -> None:
     """Stop with a usage error unless ``data_dir`` holds a samestory store."""
-    if not (data_dir / "samestory.sqlite3").is_file():
+    if not (data_dir / STORE_FILE).is_file():
         parser.error(f"{data_dir} holds no samestory store")
 
 

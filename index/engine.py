@@ -107,7 +107,8 @@ Mode = Literal["stories", "dedup"]
 
 Vector = npt.NDArray[np.float32]
 
-_STORE_FILE = "samestory.sqlite3"
+STORE_FILE = "samestory.sqlite3"
+"""The SQLite record's file name in a data directory."""
 _SNAPSHOT_DIR = "snapshots"
 # Each snapshot is a new directory snapshots/generation-NNNNNNNN holding the index files
 # and, written last, state.json: a generation without it was cut short and is not read.
@@ -689,7 +690,7 @@ class Engine:
         store: Store | None = None
         try:
             store = Store(
-                data_dir / _STORE_FILE,
+                data_dir / STORE_FILE,
                 fingerprint=fingerprint,
                 stored_fields=fields,
                 synchronous=synchronous,
