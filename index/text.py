@@ -3,8 +3,8 @@
 Cleaning (:func:`clean`) works line by line on the original text and keeps the original
 characters of every kept line. Its rules are data: the tuples below name each kind of
 boilerplate the real data shows (navigation, tag lists, read-also and related lists,
-comment forms, disclaimers, author boxes, source lines, bylines, dates, contact lines,
-blocked pages) and :func:`clean` applies them in three steps:
+comment forms, consent dialogs, disclaimers, author boxes, source lines, bylines, dates,
+contact lines, blocked pages) and :func:`clean` applies them in three steps:
 
 1. every line is classified on its *match form* (NFKC, case folded, Arabic letters
    folded, punctuation kept), so one pattern covers أ/ا, ة/ه, tashkeel and tatweel;
@@ -18,11 +18,12 @@ blocked pages) and :func:`clean` applies them in three steps:
    headlines or when a date line is among them (a teaser of another article, as in the
    seeds). Bulleted headline lines in the tail go too.
 
-A text with a *blocked-page* line (a bot check, a rate-limit notice, a script wall: what a
-site serves a blocked crawler) or a *site-header* line (a site's name, motto or donation
-appeal above every article) and less than :data:`BLOCKED_PAGE_REST_CHARS` of anything
-else is all boilerplate: the crawl got no article, and such pages would otherwise be
-stored as near-duplicates of each other and form a "story" of their own.
+A text with a *blocked-page* line (a bot check, a rate-limit notice, a script wall, an
+ad-blocker wall: what a site serves a blocked crawler) or a *site-header* line (a site's
+name, motto or donation appeal above every article) and less than
+:data:`BLOCKED_PAGE_REST_CHARS` of anything else is all boilerplate: the crawl got no
+article, and such pages would otherwise be stored as near-duplicates of each other and
+form a "story" of their own.
 
 "In the tail" means that at least :data:`TAIL_FRACTION` of the article's prose comes
 before the line. Prose is counted in characters of kept lines that are not headline-like
@@ -807,6 +808,12 @@ LINE_RULES: tuple[tuple[str, int, str], ...] = (
     ("comment-form", 300, r"الحقول (?:الإلزامية|المطلوبة) (?:مشار إليها|مميزة)"),
     ("comment-form", 300, r"your email address will not be published|required fields are marked"),
     ("comment-form", 300, r"save my name,? email|احفظ اسمي"),
+    # "I have read and accept the terms": the consent box of a comment or login form.
+    ("comment-form", 300, r"\bi have read and (?:agree|accept)\w* (?:to )?(?:the|your)"
+        r" (?:privacy|terms|netiquette|comment|community)|\bich habe die .{0,80}gelesen und"
+        r" (?:akzeptiere|stimme)|\bj[’']ai lu et (?:j[’'])?accepte|\bhe leído y acepto"
+        r"|\b(?:przeczytałem|przeczytałam|zapoznałem się|zapoznałam się) .{0,80}i akceptuję"
+        r"|\bokudum,? (?:ve )?kabul ediyorum"),
     (
         "comment-form",
         40,
@@ -822,6 +829,17 @@ LINE_RULES: tuple[tuple[str, int, str], ...] = (
     # A syndicator's no-warranty notice (MENAFN's, in Arabic and English).
     ("disclaimer", 600, r"على توفير المعلومات\W{0,3}كما هي\W{0,3} دون أي (?:تعهدات|ضمانات)"),
     ("disclaimer", 600, r"provides? the information\W{0,3}as is\W{0,3} without (?:any )?warrant"),
+    # A cookie or data-processing consent dialog's sentences ("by continuing to browse this
+    # site you agree"; the consent walls glued to an article's line are WALL_RULES).
+    ("consent", 600, r"\bby (?:clicking|continuing to (?:use|browse)|using) (?:this site"
+        r"|this website|our site|our website)\b.{0,80}(?:agree|consent|accept)|\bby clicking .{0,40}\W(?:accept"
+        r"|agree|ok)\W.{0,80}(?:you (?:agree|consent)|cookies|personal data)"
+        r"|\bindem sie .{0,120}stimmen sie .{0,80}(?:daten|cookies)|\bihre (?:zustimmung"
+        r"|einwilligung) können sie .{0,80}widerrufen|\ben (?:poursuivant|continuant) (?:votre"
+        r" navigation|à naviguer)|\ben cliquant sur .{0,40}accepte.{0,80}(?:cookies|données)"
+        r"|\b(?:al|si) (?:continuar|seguir|continúa|sigue) navegando\b|\bkontynuując"
+        r" (?:przeglądanie|korzystanie z) (?:serwisu|strony|witryny)|\b(?:sitemizi|siteyi)"
+        r" (?:kullanmaya|gezinmeye) devam ederek"),
     ("copyright", 200, r"جميع الحقوق محفوظة|حقوق النشر محفوظة|all rights reserved"),
     ("copyright", 200, _START + r"(?:©|copyright\b)"),
     ("author-box", 120, r"see (?:the )?author[’']?s? posts"),
@@ -858,6 +876,25 @@ LINE_RULES: tuple[tuple[str, int, str], ...] = (
         r"\s*:?\s*\d{1,3}\.\d"),
     ("blocked-page", 60, _START + r"(?:access denied|403 forbidden|forbidden|error 403"
         r"|attention required|just a moment|تم رفض الوصول)" + _END),
+    # An ad-blocker wall: what a site shows a reader (or a crawler) that blocks its ads, in
+    # the second person ("you are using", "turn off your"), so that a report about ad
+    # blockers is not taken for one. A page made only of this is refused, as above.
+    ("blocked-page", 700, r"\bwe (?:noticed|detected|see) (?:that )?you[’']?(?:re| are)"
+        r" (?:using an? ad ?-?block|blocking ads)|\byou[’']?(?:re| are) using an? ad ?-?block"
+        r"|\b(?:turn(?:ing)? off|disabl(?:e|ing)|deactivat(?:e|ing)|paus(?:e|ing)|whitelist"
+        r"(?:ing)?) your ad ?-?block|\bad ?-?block(?:er)? detected"),
+    ("blocked-page", 700, r"\bwyłącz\w* (?:adblock|ublock)|\b(?:używasz|korzystasz z)"
+        r" (?:adblock|ublock|programu blokującego|blokady reklam)"
+        r"|\bsie (?:verwenden|nutzen) (?:offenbar |anscheinend )?einen (?:werbe|ad-?)blocker"
+        r"|\bdeaktivieren sie (?:bitte )?(?:ihren|den) (?:werbe|ad-?)blocker"
+        r"|\bvous utilisez (?:un bloqueur de pub|adblock)|\bdésactive[rz]? (?:votre|le)"
+        r" (?:bloqueur de pub|adblock)|\b(?:estás|está) usando un (?:bloqueador de"
+        r" (?:anuncios|publicidad)|adblock)|\bdesactiv[ae] (?:tu|su|el) (?:bloqueador de"
+        r" (?:anuncios|publicidad)|adblock)|\breklam engelleyici(?:nizi|niz)?"
+        r" (?:kapat|devre dışı|kullan(?:ıyorsunuz|dığınızı))"),
+    # (Written so that its one literal is "إعلانات": each literal costs a search of every line.)
+    ("blocked-page", 700, r"(?:تعطيل|إيقاف|تستخدم|تستعمل) (?:برنامج |أداة )?(?:مانع|حاجب)"
+        r" (?:ال)?إعلانات"),
     # What a site puts above every article (its name, motto and donation appeal): ahewar.org
     # (الحوار المتمدن), whose crawled pages in SemEval's Arabic pairs are often only this.
     # A page with one and less than BLOCKED_PAGE_REST_CHARS else is refused, as above.

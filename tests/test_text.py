@@ -338,6 +338,21 @@ BLOCKED_PAGES = (
     "Please enable JavaScript and cookies to continue",
     "Are you a robot?\nWe have detected unusual traffic from your computer network.",
     "عذرا\nيرجى تفعيل جافا سكريبت في متصفحك لعرض هذه الصفحة",
+    # Ad-blocker walls: all that the SemEval crawler got of some pages (an English and a
+    # Polish one as served, the headline above the first included), and their kind in
+    # other languages.
+    "Winning numbers drawn in ‘Pick 4 Midday’ game\nWe noticed you’re blocking ads!\n\n"
+    "Keep supporting great journalism by turning off your ad blocker. Or purchase a "
+    "subscription for unlimited access to real news you can count on.",
+    "Wyborcza.pl Wyłącz Adblock / Ublockaaby Przeczytaj nasze artykuły Wyłącz AdBlock / "
+    "UBLOCK lub dodaj wyjątek dla naszej domeny.Dodanie wyjątku nie wyłączy blokowania "
+    "reklamy.",
+    "Sie verwenden einen Werbeblocker.\nBitte deaktivieren Sie Ihren Werbeblocker, um "
+    "weiterzulesen.",
+    "Vous utilisez un bloqueur de publicité. Désactivez votre bloqueur pour lire la suite.",
+    "Estás usando un bloqueador de anuncios.",
+    "Reklam engelleyici kullanıyorsunuz. Lütfen reklam engelleyicinizi kapatın.",
+    "يبدو أنك تستخدم مانع الإعلانات\nيرجى تعطيل مانع الإعلانات لمتابعة القراءة",
 )
 
 
@@ -345,7 +360,7 @@ BLOCKED_PAGES = (
 def test_a_blocked_crawlers_page_is_all_boilerplate(source: str) -> None:
     result = clean(source)
     assert result.body == ""
-    assert len(result.removed) == len(source.splitlines())
+    assert len(result.removed) == len([line for line in source.splitlines() if line.strip()])
 
 
 # All that the SemEval crawler got of some ahewar.org (الحوار المتمدن) pages: the site's
@@ -401,6 +416,52 @@ def test_an_article_loses_only_its_script_wall_line() -> None:
         ENGLISH_PARAGRAPHS[0],
         ENGLISH_PARAGRAPHS[1],
     )
+
+
+def test_an_article_loses_only_its_ad_blocker_line() -> None:
+    # With at least BLOCKED_PAGE_REST_CHARS of article besides it (else: no article).
+    wall = "We noticed you're using an ad blocker. Please whitelist us to support our work."
+    source = "\n".join((ENGLISH_PARAGRAPHS[0], wall, *ENGLISH_PARAGRAPHS[1:]))
+    result = clean(source)
+    assert result.lines == ENGLISH_PARAGRAPHS
+    assert result.removed == (wall,)
+    assert clean("\n".join(ENGLISH_PARAGRAPHS[:2]) + "\n" + wall).body == ""
+
+
+def test_a_report_about_ad_blockers_is_kept() -> None:
+    # Ad blockers named in prose, not a site asking its reader to turn one off.
+    source = (
+        "Google said Chrome will disable ad blockers on some sites next year.\n"
+        "Publishers say readers using an ad blocker cost them a fifth of their revenue.\n"
+        "Laut einer Studie nutzen viele Leser einen Werbeblocker auf dem Smartphone."
+    )
+    assert clean(source).lines == tuple(source.splitlines())
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # A comment form's consent box and a consent dialog's sentences after an article
+        # (German ones from the SemEval crawl, a Turkish cookie notice from it too).
+        "Kommentar-Profil anlegen Ich habe die NETIQUETTE und die DATENSCHUTZERKLÄRUNG "
+        "gelesen und akzeptiere diese.* *Pflichtfelder",
+        "Indem Sie „Akzeptieren und schließen“ anklicken, stimmen Sie ausdrücklich der "
+        "Verarbeitung Ihrer persönlichen Daten zu, damit das beschriebene Ziel erreicht wird.",
+        "Ihre Zustimmung können Sie auf die Weise widerrufen, wie in den "
+        "Datenschutzrichtlinien beschrieben.",
+        "Sizlere daha iyi bir hizmet sunabilmek için sitemizde çerezlerden faydalanıyoruz. "
+        "Sitemizi kullanmaya devam ederek çerezleri kabul etmiş sayılırsınız.",
+        "I have read and agree to the privacy policy and the community guidelines.",
+        "By continuing to browse this site you agree to our use of cookies.",
+        "En poursuivant votre navigation, vous acceptez l'utilisation de cookies.",
+        "Si continúa navegando, consideramos que acepta su uso.",
+    ],
+)
+def test_consent_lines_after_an_article_go(line: str) -> None:
+    source = "\n".join((ENGLISH_PARAGRAPHS[0], ENGLISH_PARAGRAPHS[1], line))
+    result = clean(source)
+    assert result.lines == ENGLISH_PARAGRAPHS[:2]
+    assert result.removed == (line,)
 
 
 def test_a_short_report_about_a_blocked_site_is_kept() -> None:
