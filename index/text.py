@@ -802,6 +802,8 @@ LINE_RULES: tuple[tuple[str, int, str], ...] = (
     ("navigation", 150, _START + r"(?:follow us|تابعونا|تابعنا|تابعوا)\b"),
     ("promo", 200, r"إشعارات بأهم الموضوعات|تحميل أحدث نسخة من تطبيق"),
     ("promo", 200, r"download (?:our|the) app"),
+    ("promo", 200, r"\bwe(?:['’]ll| will) send (?:you )?(?:breaking news|news alerts"
+        r"|the latest news)"),
     ("promo", 200, r"(?:sign up|subscribe) (?:to|for) (?:our|the)\b.{0,30}newsletter"),
     ("promo", 200, r"اشترك (?:في|ب) (?:النشرة|نشرتنا)"),
     ("comment-form", 300, r"لن يتم نشر (?:عنوان )?بريدك الإلكتروني"),
@@ -832,8 +834,9 @@ LINE_RULES: tuple[tuple[str, int, str], ...] = (
     # A cookie or data-processing consent dialog's sentences ("by continuing to browse this
     # site you agree"; the consent walls glued to an article's line are WALL_RULES).
     ("consent", 600, r"\bby (?:clicking|continuing to (?:use|browse)|using) (?:this site"
-        r"|this website|our site|our website)\b.{0,80}(?:agree|consent|accept)|\bby clicking .{0,40}\W(?:accept"
-        r"|agree|ok)\W.{0,80}(?:you (?:agree|consent)|cookies|personal data)"
+        r"|this website|our site|our website)\b.{0,80}(?:agree|consent|accept)"
+        r"|\bby clicking .{0,40}\W(?:accept|agree|ok)\W.{0,80}(?:you (?:agree|consent)|cookies"
+        r"|personal data)"
         r"|\bindem sie .{0,120}stimmen sie .{0,80}(?:daten|cookies)|\bihre (?:zustimmung"
         r"|einwilligung) können sie .{0,80}widerrufen|\ben (?:poursuivant|continuant) (?:votre"
         r" navigation|à naviguer)|\ben cliquant sur .{0,40}accepte.{0,80}(?:cookies|données)"

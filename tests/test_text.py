@@ -452,12 +452,14 @@ def test_a_report_about_ad_blockers_is_kept() -> None:
         "Sizlere daha iyi bir hizmet sunabilmek için sitemizde çerezlerden faydalanıyoruz. "
         "Sitemizi kullanmaya devam ederek çerezleri kabul etmiş sayılırsınız.",
         "I have read and agree to the privacy policy and the community guidelines.",
+        # A newsletter box (SemEval's crawl has it after a headline).
+        "We'll send breaking news and news alerts to you as as they happen!",
         "By continuing to browse this site you agree to our use of cookies.",
         "En poursuivant votre navigation, vous acceptez l'utilisation de cookies.",
         "Si continúa navegando, consideramos que acepta su uso.",
     ],
 )
-def test_consent_lines_after_an_article_go(line: str) -> None:
+def test_consent_and_promo_lines_after_an_article_go(line: str) -> None:
     source = "\n".join((ENGLISH_PARAGRAPHS[0], ENGLISH_PARAGRAPHS[1], line))
     result = clean(source)
     assert result.lines == ENGLISH_PARAGRAPHS[:2]
