@@ -247,6 +247,8 @@ class _ChunkWrites:
         self.stories: dict[int, StoryRow] = {}
         self.lines: dict[tuple[str, str], int] = {}
         self.copies: list[tuple[int, int, float, float]] = []
+        # The texts of the batch's articles, by content hash (is a copy exact?).
+        self.texts: dict[str, list[str]] = {}
 
     def flush(self, store: Store) -> None:
         store.insert_articles(self.articles)
@@ -255,6 +257,30 @@ class _ChunkWrites:
         store.count_lines_many(
             (source, key, count) for (source, key), count in sorted(self.lines.items())
         )
+
+
+def _same_text(text: str, others: Iterable[str]) -> bool:
+    """Whether ``text`` is one of ``others`` once both are normalized (case, letter forms,
+    diacritics, punctuation and spacing: :func:`index.text.normalize`).
+
+    What ``exact_duplicate`` means. An article whose cleaned body is that of an earlier one
+    but whose text is not (another dateline, byline, link line or footer) is a copy with
+    Jaccard 1.0 of its body, a ``near_duplicate``: "exact" is about the text as sent.
+    """
+    normalized: str | None = None
+    for other in others:
+        if other == text:
+            return True
+        if normalized is None:
+            normalized = textlib.normalize(text)
+        if textlib.normalize(other) == normalized:
+            return True
+    return False
+
+
+# At most this many stored articles of one cleaned body are compared with a new one's text
+# (a body republished under ever new furniture is then a near-duplicate past these).
+_SAME_BODY_COMPARED = 256
 
 
 def _with_identical(copies: tuple[_Copy, ...], identical_row: int) -> tuple[_Copy, ...]:
@@ -1205,8 +1231,12 @@ class Engine:
             original = exact if original_row == exact.row else self._store.article(original_row)
             assert original is not None
             _group, copies = self._verified_copies(prepared)
+            same = _same_text(
+                prepared.article.text,
+                self._store.texts_by_content_hash(prepared.content_hash, _SAME_BODY_COMPARED),
+            )
             return _Decision(
-                "exact_duplicate",
+                "exact_duplicate" if same else "near_duplicate",
                 original.story_row,
                 original.row,
                 1.0,
@@ -1422,8 +1452,16 @@ class Engine:
             else:
                 original_row = row
             _group, copies = self._best_group_in_chunk(prepared, writes, candidates)
+            stored = (
+                self._store.texts_by_content_hash(prepared.content_hash, _SAME_BODY_COMPARED)
+                if prepared.content_hash in writes.stored_hashes
+                else []
+            )
+            same = _same_text(
+                prepared.article.text, [*stored, *writes.texts.get(prepared.content_hash, ())]
+            )
             return _Decision(
-                "exact_duplicate",
+                "exact_duplicate" if same else "near_duplicate",
                 story_row,
                 original_row,
                 1.0,
@@ -1518,6 +1556,7 @@ class Engine:
         writes.copies.extend((row, *copy) for copy in decision.copies)
         if prepared.content_hash not in writes.stored_hashes:
             writes.hashes.setdefault(prepared.content_hash, row)
+        writes.texts.setdefault(prepared.content_hash, []).append(article.text)
         if decision.story_row is None:
             writes.stories[row] = StoryRow(
                 row=row,

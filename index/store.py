@@ -534,6 +534,16 @@ class Store:
         ).fetchone()
         return None if found is None else _article(found)
 
+    def texts_by_content_hash(self, content_hash: str, limit: int) -> list[str]:
+        """The texts of the first ``limit`` stored articles of a content hash, in row order."""
+        return [
+            text
+            for (text,) in self.connection.execute(
+                "SELECT text FROM articles WHERE content_hash = ? ORDER BY row LIMIT ?",
+                (content_hash, limit),
+            )
+        ]
+
     def insert_article(self, values: dict[str, Any], *, own_story: bool = False) -> int:
         """Insert one article (blobs already encoded); returns its row.
 

@@ -176,7 +176,16 @@ class Verdict(_FromEngine):
     model_config = ConfigDict(json_schema_extra={"examples": [_VERDICT_EXAMPLE]})
 
     id: str
-    status: Literal["new_story", "same_story", "near_duplicate", "exact_duplicate"]
+    status: Literal["new_story", "same_story", "near_duplicate", "exact_duplicate"] = Field(
+        description=(
+            "exact_duplicate: the same text as an earlier stored article once both are "
+            "normalized (case, Arabic letter forms, diacritics, punctuation, spacing). "
+            "near_duplicate: a copy of one (word 5-gram Jaccard of the cleaned texts at or "
+            "above the threshold, or a truncated or extended copy by containment), the same "
+            "body under another dateline, byline or footer included. same_story / new_story: "
+            "no copy; joined a story, or founded one."
+        )
+    )
     duplicate_of: str | None = Field(
         description="The original (earliest member) of the near-duplicate group it joined."
     )

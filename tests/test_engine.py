@@ -200,6 +200,44 @@ def test_exact_and_near_duplicates_point_at_the_original(dedup_engine: Engine) -
     assert other.cluster.id != original.cluster.id
 
 
+def _same_body_texts() -> list[Article]:
+    body = "\n\n".join(FLOOD)
+    return [
+        Article(id="orig", text=body),
+        # The same text but for case, spacing and punctuation: exact.
+        Article(id="respaced", text=body.upper().replace(". ", " .  ").replace(",", " ;")),
+        # The same body under a wire dateline and a copyright line: a near-duplicate.
+        Article(id="furnished", text=f"الرياض - واس\n{body}\n© 2025 جميع الحقوق محفوظة"),
+        # That one again: exact, though its identical twin is not the group's original.
+        Article(id="twin", text=f"الرياض - واس\n{body}\n© 2025 جميع الحقوق محفوظة"),
+    ]
+
+
+@pytest.mark.parametrize("path", ["one by one", "one batch"])
+def test_exact_means_the_same_text_and_the_same_body_under_other_furniture_is_near(
+    tmp_path: Path, path: str
+) -> None:
+    articles = _same_body_texts()
+    with Engine.open(tmp_path / "data", mode="dedup") as engine:
+        probe = Article(id="probe", text=articles[2].text)
+        if path == "one by one":
+            verdicts = [engine.ingest(article) for article in articles]
+        else:
+            verdicts = engine.ingest_many(articles)
+        assert [(v.status, v.duplicate_of, v.duplicate_similarity) for v in verdicts] == [
+            ("new_story", None, None),
+            ("exact_duplicate", "orig", 1.0),
+            ("near_duplicate", "orig", 1.0),
+            ("exact_duplicate", "orig", 1.0),
+        ]
+        assert engine.get("furnished").verdict.status == "near_duplicate"
+        # A match reads the same rule: the furnished text is stored now.
+        assert engine.match(probe).status == "exact_duplicate"
+        # The original's text with its paragraphs on other lines: exact too.
+        bare = engine.match(Article(id="bare", text="\n".join(FLOOD)))
+        assert bare.status == "exact_duplicate"
+
+
 def test_a_copy_cut_to_two_thirds_is_a_copy_and_a_lead_paragraph_is_not(
     dedup_engine: Engine,
 ) -> None:
@@ -856,7 +894,7 @@ def test_a_preparation_made_elsewhere_changes_no_verdict(tmp_path: Path) -> None
     page = f"<html><head><title>Floods</title></head><body><p>{FLOOD[0]}</p></body></html>"
     second = [
         Article(id="flood", text=flood, source="wire"),
-        # Its desk line is learned by now: without it, an exact copy of "flood".
+        # Its desk line is learned by now: without it, the body of "flood".
         Article(id="flood-wire", text=f"{desk}\n\n{flood}", source="wire"),
         Article(id="page", text=page),
         Article(id="economy", text="\n\n".join(ECONOMY), source="other"),
@@ -899,7 +937,10 @@ def test_a_preparation_made_elsewhere_changes_no_verdict(tmp_path: Path) -> None
         )
     assert results[0] == results[1] == results[2] == results[3]
     statuses = {verdict[0]: verdict[1:3] for verdict in results[1][0]}
-    assert statuses["flood-wire"] == ("exact_duplicate", "flood")
+    # Its body is the flood report's once the learned desk line goes: a copy with Jaccard
+    # 1.0, near (not exact: its text, with the desk line, is not the report's).
+    assert statuses["flood-wire"] == ("near_duplicate", "flood")
+    assert {verdict[0]: verdict[3] for verdict in results[1][0]}["flood-wire"] == 1.0
     assert statuses["late"] == ("near_duplicate", "economy")
     assert results[1][1] == "Floods"
 
