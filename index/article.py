@@ -116,8 +116,10 @@ class Verdict:
     first, at most ``MAX_LISTED_COPIES``; empty for articles that are no copy). The group
     is what to drop or merge by; ``copies`` is the pairwise answer (a copy of a copy need
     not be a copy of the original). ``exact_duplicate`` says that the text is an earlier
-    stored article's once both are normalized; the same cleaned body under other
-    furniture (dateline, byline, footer) is a ``near_duplicate`` with similarity 1.0.
+    stored article's once both are normalized (and so is the cleaned body: an identical
+    text whose source has learned other boilerplate lines is a ``near_duplicate``); the
+    same cleaned body under other furniture (dateline, byline, footer) is a
+    ``near_duplicate`` with similarity 1.0.
     """
 
     id: str

@@ -265,7 +265,9 @@ def _same_text(text: str, others: Iterable[str]) -> bool:
 
     What ``exact_duplicate`` means. An article whose cleaned body is that of an earlier one
     but whose text is not (another dateline, byline, link line or footer) is a copy with
-    Jaccard 1.0 of its body, a ``near_duplicate``: "exact" is about the text as sent.
+    Jaccard 1.0 of its body, a ``near_duplicate``: "exact" is about the text as sent. Only
+    the stored articles of the same cleaned body are compared (no query for the others):
+    an identical text whose source learned other boilerplate lines is near, not exact.
     """
     normalized: str | None = None
     for other in others:

@@ -179,7 +179,9 @@ class Verdict(_FromEngine):
     status: Literal["new_story", "same_story", "near_duplicate", "exact_duplicate"] = Field(
         description=(
             "exact_duplicate: the same text as an earlier stored article once both are "
-            "normalized (case, Arabic letter forms, diacritics, punctuation, spacing). "
+            "normalized (case, Arabic letter forms, diacritics, punctuation, spacing), and "
+            "the same body once cleaned (so an identical text can be a near_duplicate where "
+            "its source's learned boilerplate lines differ from the other's). "
             "near_duplicate: a copy of one (word 5-gram Jaccard of the cleaned texts at or "
             "above the threshold, or a truncated or extended copy by containment), the same "
             "body under another dateline, byline or footer included. same_story / new_story: "
