@@ -812,9 +812,11 @@ LINE_RULES: tuple[tuple[str, int, str], ...] = (
     ("comment-form", 300, r"save my name,? email|احفظ اسمي"),
     # "I have read and accept the terms": the consent box of a comment or login form.
     ("comment-form", 300, r"\bi have read and (?:agree|accept)\w* (?:to )?(?:the|your)"
-        r" (?:privacy|terms|netiquette|comment|community)|\bich habe die .{0,80}gelesen und"
-        r" (?:akzeptiere|stimme)|\bj[’']ai lu et (?:j[’'])?accepte|\bhe leído y acepto"
-        r"|\b(?:przeczytałem|przeczytałam|zapoznałem się|zapoznałam się) .{0,80}i akceptuję"
+        r" (?:privacy|terms|netiquette|comment|community)|\bich habe die (?:.{0,60}\W)?"
+        r"(?:netiquette|datenschutz\w*|nutzungsbedingungen|agb|richtlinien)\W.{0,60}gelesen"
+        r" und (?:akzeptiere|stimme)|\bj[’']ai lu et (?:j[’'])?accepte|\bhe leído y acepto"
+        r"|\b(?:przeczytałem|przeczytałam|zapoznałem się|zapoznałam się) (?:.{0,60}\W)?"
+        r"(?:regulamin|polityk|zasad)\w*\W.{0,60}i akceptuję"
         r"|\bokudum,? (?:ve )?kabul ediyorum"),
     (
         "comment-form",
@@ -886,18 +888,18 @@ LINE_RULES: tuple[tuple[str, int, str], ...] = (
         r" (?:using an? ad ?-?block|blocking ads)|\byou[’']?(?:re| are) using an? ad ?-?block"
         r"|\b(?:turn(?:ing)? off|disabl(?:e|ing)|deactivat(?:e|ing)|paus(?:e|ing)|whitelist"
         r"(?:ing)?) your ad ?-?block|\bad ?-?block(?:er)? detected"),
-    ("blocked-page", 700, r"\bwyłącz\w* (?:adblock|ublock)|\b(?:używasz|korzystasz z)"
+    # (Imperatives and the second person only: "sie nutzen", "está usando" can be a report.)
+    ("blocked-page", 700, r"\bwyłącz(?:cie)? (?:adblock|ublock)|\b(?:używasz|korzystasz z)"
         r" (?:adblock|ublock|programu blokującego|blokady reklam)"
-        r"|\bsie (?:verwenden|nutzen) (?:offenbar |anscheinend )?einen (?:werbe|ad-?)blocker"
         r"|\bdeaktivieren sie (?:bitte )?(?:ihren|den) (?:werbe|ad-?)blocker"
         r"|\bvous utilisez (?:un bloqueur de pub|adblock)|\bdésactive[rz]? (?:votre|le)"
-        r" (?:bloqueur de pub|adblock)|\b(?:estás|está) usando un (?:bloqueador de"
+        r" (?:bloqueur de pub|adblock)|\b(?:estás|usted está) usando un (?:bloqueador de"
         r" (?:anuncios|publicidad)|adblock)|\bdesactiv[ae] (?:tu|su|el) (?:bloqueador de"
         r" (?:anuncios|publicidad)|adblock)|\breklam engelleyici(?:nizi|niz)?"
         r" (?:kapat|devre dışı|kullan(?:ıyorsunuz|dığınızı))"),
     # (Written so that its one literal is "إعلانات": each literal costs a search of every line.)
-    ("blocked-page", 700, r"(?:تعطيل|إيقاف|تستخدم|تستعمل) (?:برنامج |أداة )?(?:مانع|حاجب)"
-        r" (?:ال)?إعلانات"),
+    ("blocked-page", 700, r"(?:(?:يرجى|الرجاء|نرجو|من فضلك|قم ب)\W*(?:تعطيل|إيقاف)|(?:أنت|أنك)"
+        r" (?:تستخدم|تستعمل)) (?:برنامج |أداة )?(?:مانع|حاجب) (?:ال)?إعلانات"),
     # What a site puts above every article (its name, motto and donation appeal): ahewar.org
     # (الحوار المتمدن), whose crawled pages in SemEval's Arabic pairs are often only this.
     # A page with one and less than BLOCKED_PAGE_REST_CHARS else is refused, as above.

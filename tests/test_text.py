@@ -466,7 +466,12 @@ def test_consent_and_promo_lines_after_an_article_go(line: str) -> None:
         # Ad blockers named in prose, not a site asking its reader to turn one off.
         "Google said Chrome will disable ad blockers on some sites next year.\n"
         "Publishers say readers using an ad blocker cost them a fifth of their revenue.\n"
-        "Laut einer Studie nutzen viele Leser einen Werbeblocker auf dem Smartphone.",
+        "Laut einer Studie nutzen viele Leser einen Werbeblocker auf dem Smartphone.\n"
+        "Viele Leser sagen, sie nutzen einen Werbeblocker, weil Anzeigen sie stören.\n"
+        "Redakcja sprawdziła, czy użytkownik wyłączył AdBlocka przed wejściem na stronę.\n"
+        "قامت الشركة بتعطيل مانع الإعلانات في النسخة الجديدة من متصفحها.\n"
+        "El usuario está usando un bloqueador de anuncios, según el estudio.\n"
+        '"Ich habe die Vereinbarung gelesen und stimme ihr nicht zu", sagte der Minister.',
     ],
 )
 def test_a_short_report_about_blocked_sites_or_ad_blockers_is_kept(source: str) -> None:
