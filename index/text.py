@@ -892,11 +892,11 @@ LINE_RULES: tuple[tuple[str, int, str], ...] = (
     ("blocked-page", 700, r"\bwyłącz(?:cie)? (?:adblock|ublock)|\b(?:używasz|korzystasz z)"
         r" (?:adblock|ublock|programu blokującego|blokady reklam)"
         r"|\bdeaktivieren sie (?:bitte )?(?:ihren|den) (?:werbe|ad-?)blocker"
-        r"|\bvous utilisez (?:un bloqueur de pub|adblock)|\bdésactive[rz]? (?:votre|le)"
-        r" (?:bloqueur de pub|adblock)|\b(?:estás|usted está) usando un (?:bloqueador de"
-        r" (?:anuncios|publicidad)|adblock)|\bdesactiv[ae] (?:tu|su|el) (?:bloqueador de"
-        r" (?:anuncios|publicidad)|adblock)|\breklam engelleyici(?:nizi|niz)?"
-        r" (?:kapat|devre dışı|kullan(?:ıyorsunuz|dığınızı))"),
+        r"|\bvous utilisez (?:un bloqueur de pub|adblock)|\b(?:désactivez (?:votre|le)"
+        r"|désactiver votre) (?:bloqueur de pub|adblock)|\b(?:estás|usted está) usando un"
+        r" (?:bloqueador de (?:anuncios|publicidad)|adblock)|\b(?:desactiva tu|desactive su)"
+        r" (?:bloqueador de (?:anuncios|publicidad)|adblock)|\breklam engelleyici(?:nizi"
+        r" (?:kapat|devre dışı)| kullan(?:ıyorsunuz|dığınızı))"),
     # (Written so that its one literal is "إعلانات": each literal costs a search of every line.)
     ("blocked-page", 700, r"(?:(?:يرجى|الرجاء|نرجو|من فضلك|قم ب)\W*(?:تعطيل|إيقاف)|(?:أنت|أنك)"
         r" (?:تستخدم|تستعمل)) (?:برنامج |أداة )?(?:مانع|حاجب) (?:ال)?إعلانات"),

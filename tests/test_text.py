@@ -471,6 +471,9 @@ def test_consent_and_promo_lines_after_an_article_go(line: str) -> None:
         "Redakcja sprawdziła, czy użytkownik wyłączył AdBlocka przed wejściem na stronę.\n"
         "قامت الشركة بتعطيل مانع الإعلانات في النسخة الجديدة من متصفحها.\n"
         "El usuario está usando un bloqueador de anuncios, según el estudio.\n"
+        "Google desactiva el bloqueador de anuncios en la nueva versión de Chrome.\n"
+        "Chrome désactive le bloqueur de pub sur certains sites, selon Google.\n"
+        "Tarayıcının reklam engelleyici kapatıldı, dedi şirket.\n"
         '"Ich habe die Vereinbarung gelesen und stimme ihr nicht zu", sagte der Minister.',
     ],
 )
