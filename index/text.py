@@ -811,7 +811,7 @@ LINE_RULES: tuple[tuple[str, int, str], ...] = (
     ("comment-form", 300, r"your email address will not be published|required fields are marked"),
     ("comment-form", 300, r"save my name,? email|احفظ اسمي"),
     # "I have read and accept the terms": the consent box of a comment or login form.
-    ("comment-form", 300, r"\bi have read and (?:agree|accept)\w* (?:to )?(?:the|your)"
+    ("comment-form", 300, r"\bi have read and (?:agree|accept) (?:to )?(?:the|your)"
         r" (?:privacy|terms|netiquette|comment|community)|\bich habe die (?:.{0,60}\W)?"
         r"(?:netiquette|datenschutz\w*|nutzungsbedingungen|agb|richtlinien)\W.{0,60}gelesen"
         r" und (?:akzeptiere|stimme)|\bj[’']ai lu et (?:j[’'])?accepte|\bhe leído y acepto"

@@ -472,6 +472,7 @@ def test_consent_and_promo_lines_after_an_article_go(line: str) -> None:
         "قامت الشركة بتعطيل مانع الإعلانات في النسخة الجديدة من متصفحها.\n"
         "El usuario está usando un bloqueador de anuncios, según el estudio.\n"
         "Google desactiva el bloqueador de anuncios en la nueva versión de Chrome.\n"
+        '"I have read and accepted the terms of the deal," the defendant told the court.\n'
         "Chrome désactive le bloqueur de pub sur certains sites, selon Google.\n"
         "Tarayıcının reklam engelleyici kapatıldı, dedi şirket.\n"
         '"Ich habe die Vereinbarung gelesen und stimme ihr nicht zu", sagte der Minister.',
