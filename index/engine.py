@@ -36,7 +36,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
@@ -56,6 +55,7 @@ from index.article import (
     Story,
     Verdict,
 )
+from index.closing import ClosedOnExit
 from index.durable import fsync_directory, replacing
 from index.embed import Embedder
 from index.errors import (
@@ -626,7 +626,7 @@ class _SnapshotImage:
     seconds: float
 
 
-class Engine:
+class Engine(ClosedOnExit):
     """samestory's engine over one data directory.
 
     Use :meth:`open`; the engine is a context manager and must be closed (which writes
@@ -792,17 +792,6 @@ class Engine:
                 self._closed = True
                 if self._directory_lock is not None:
                     self._directory_lock.release()
-
-    def __enter__(self) -> Engine:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _new_vectors(self) -> VectorIndex | None:
         if self._embedder is None:

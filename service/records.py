@@ -26,16 +26,16 @@ import io
 import logging
 import os
 import zlib
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Literal, Self, cast
+from typing import IO, Any, Literal, cast
 
 import orjson
 
+from index.closing import ClosedOnExit
 from index.errors import SamestoryError
 
 logger = logging.getLogger(__name__)
@@ -120,26 +120,7 @@ def _unreadable(path: Path, error: BaseException) -> InputUnreadableError:
     return InputUnreadableError(f"cannot read {str(path)!r}: {error}")
 
 
-class _ClosedOnExit(ABC):
-    """A file that ``with`` closes."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Release the file."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class RecordReader(_ClosedOnExit):
+class RecordReader(ClosedOnExit):
     """Streams the records of one file in chunks.
 
     Attributes:
@@ -363,7 +344,7 @@ def _json_default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-class RecordWriter(_ClosedOnExit):
+class RecordWriter(ClosedOnExit):
     """Writes chunks of records to one file."""
 
     def __init__(self, path: Path) -> None:
