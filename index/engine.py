@@ -1215,6 +1215,21 @@ class Engine(ClosedOnExit):
         assert self._embedder is not None
         return self._embedder.embed(list(texts)).astype(np.float32)
 
+    def _copy_status(
+        self, prepared: _Prepared, pending: Sequence[str] = (), *, stored: bool = True
+    ) -> Status:
+        """The status of an article whose cleaned body an earlier one has: exact if its text
+        is one of theirs (:func:`_same_text`), near otherwise. ``pending``: the texts of
+        that body in the batch not yet written; ``stored``: whether the store holds the
+        body (else it is not asked)."""
+        texts = (
+            self._store.texts_by_content_hash(prepared.content_hash, _SAME_BODY_COMPARED)
+            if stored
+            else []
+        )
+        same = _same_text(prepared.article.text, [*texts, *pending])
+        return "exact_duplicate" if same else "near_duplicate"
+
     def _decide(self, prepared: _Prepared, embedding: Vector | None) -> _Decision:
         exact = self._store.first_by_content_hash(prepared.content_hash)
         if exact is not None:
@@ -1222,12 +1237,8 @@ class Engine(ClosedOnExit):
             original = exact if original_row == exact.row else self._store.article(original_row)
             assert original is not None
             _group, copies = self._verified_copies(prepared)
-            same = _same_text(
-                prepared.article.text,
-                self._store.texts_by_content_hash(prepared.content_hash, _SAME_BODY_COMPARED),
-            )
             return _Decision(
-                "exact_duplicate" if same else "near_duplicate",
+                self._copy_status(prepared),
                 original.story_row,
                 original.row,
                 1.0,
@@ -1443,16 +1454,12 @@ class Engine(ClosedOnExit):
             else:
                 original_row = row
             _group, copies = self._best_group_in_chunk(prepared, writes, candidates)
-            stored = (
-                self._store.texts_by_content_hash(prepared.content_hash, _SAME_BODY_COMPARED)
-                if prepared.content_hash in writes.stored_hashes
-                else []
-            )
-            same = _same_text(
-                prepared.article.text, [*stored, *writes.texts.get(prepared.content_hash, ())]
-            )
             return _Decision(
-                "exact_duplicate" if same else "near_duplicate",
+                self._copy_status(
+                    prepared,
+                    writes.texts.get(prepared.content_hash, ()),
+                    stored=prepared.content_hash in writes.stored_hashes,
+                ),
                 story_row,
                 original_row,
                 1.0,
