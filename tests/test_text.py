@@ -888,11 +888,21 @@ def _assert_rules_agree(line: str) -> None:
     for _name, _chars, matches, literals in textlib._LINE_RULES:
         if literals is not None and matches(folded):
             assert any(literal in probe for literal in literals), (literals, line)
-    # Nor does the shorter table for texts without an ASCII letter.
-    if not re.search("[A-Za-zı]", folded):
-        assert textlib._line_reason(line, folded, (), ascii_letters=False) == (
-            textlib._line_reason(line, folded, ())
-        ), line
+    _assert_masks_agree([folded])
+
+
+def _assert_masks_agree(folded: list[str]) -> None:
+    """The automaton's rule bits are those of a substring search for every literal."""
+    expected = [
+        sum(
+            1 << bit
+            for bit, (_name, _chars, _matches, literals) in enumerate(textlib._LINE_RULES)
+            if literals is not None
+            and any(literal in form.replace("ı", "i") for literal in literals)
+        )
+        for form in folded
+    ]
+    assert textlib._literal_masks(folded) == expected, folded
 
 
 def test_most_unanchored_line_rules_have_a_literal_prefilter() -> None:
@@ -953,22 +963,54 @@ def test_rules_without_ignorecase_agree_on_real_lines(name: str) -> None:
                     _assert_rules_agree(line.strip()[:600])
 
 
-def test_the_rules_for_texts_without_ascii_letters_keep_every_other_literal() -> None:
-    kept = [
-        (name, chars, literals) for name, chars, _m, literals in textlib._NO_ASCII_LETTER_LINE_RULES
-    ]
-    expected = []
-    for name, chars, _matches, literals in textlib._LINE_RULES:
-        if literals is None:
-            expected.append((name, chars, None))
-            continue
-        left = tuple(literal for literal in literals if not re.search("[A-Za-z]", literal))
-        if left:
-            expected.append((name, chars, left))
-    assert kept == expected
-    assert len(kept) < len(textlib._LINE_RULES)  # the Latin-only rules are dropped
-    # An Arabic text loses the same lines either way; a Latin line in it turns the full
-    # table back on.
+_LITERALS = sorted(
+    {literal for _n, _c, _m, literals in textlib._LINE_RULES for literal in literals or ()}
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.sampled_from(_LITERALS)
+            | st.sampled_from([literal[1:] for literal in _LITERALS if len(literal) > 1])
+            | st.sampled_from([literal[:-1] for literal in _LITERALS if len(literal) > 1])
+            | st.text(alphabet="ıi aب\u0301\U0001f600", max_size=3),
+            max_size=6,
+        ).map("".join),
+        max_size=5,
+    )
+)
+def test_the_literal_automaton_finds_what_substring_search_finds(folded: list[str]) -> None:
+    # Literals, their prefixes and suffixes run together (overlaps, a literal inside
+    # another), ı for i, characters outside the automaton's table and past it.
+    _assert_masks_agree(folded)
+
+
+def test_a_line_the_fast_fold_cannot_take_gets_its_rules_too() -> None:
+    # U+0301 composes with the letter before it: such a line takes the general way.
+    lines = ["Cafe\u0301 - all rights reserved", "للتواصل مع الكاتب", "All rights reserved"]
+    assert textlib._fold_many_units(lines, textlib._FAST_MATCH)[0][0] is None
+    folded, masks, _letters = textlib._match_forms_and_masks(lines)
+    assert folded == [textlib._match_form(line) for line in lines]
+    assert masks == textlib._literal_masks(folded)
+    assert masks[0] == masks[2] != 0
+
+
+def test_the_scan_of_match_forms_sees_every_ascii_letter() -> None:
+    arabic = "قال المتحدث الرسمي"
+    assert textlib._match_forms_and_masks([arabic, "١٢ - ٣"])[2] is False
+    # A letter that composition folds into another, on the general way.
+    assert textlib._match_forms_and_masks([arabic, "e\u0301"])[2] is True
+    assert textlib._match_forms_and_masks([arabic, "BBC"])[2] is True
+    # A line past the longest rule is scanned only in its probe; cleaning looks further.
+    wall = "We use cookies to improve your experience."
+    long_line = f"{arabic} " * 50 + wall
+    assert textlib._match_forms_and_masks([textlib._probe(long_line)])[2] is False
+    assert clean(f"{arabic}.\n{long_line}").removed == (wall,)
+
+
+def test_latin_and_arabic_rules_apply_in_one_text() -> None:
     prose = "قال المتحدث الرسمي إن الأمطار الغزيرة أغرقت المحافظة الشمالية يوم الثلاثاء."
     contact = "للتواصل مع الكاتب عبر البريد"
     assert clean(f"{prose}\n{contact}").removed == (contact,)
