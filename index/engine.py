@@ -70,7 +70,7 @@ from index.language import detect_language
 from index.lexical import DocumentFrequencies, weighted_overlap
 from index.minhash import LSHIndex, MinHasher, containment, jaccard
 from index.params import Parameters
-from index.shingles import shingle_hashes_many
+from index.shingles import shingle_hashes_encoded
 from index.store import (
     ArticleRow,
     CanonicalRow,
@@ -410,18 +410,22 @@ def _prepare_articles(
         cleaned.append((article, body, keys, sorted(learned)))
     normalized = [textlib.normalize(body) for _article, body, _keys, _learned in cleaned]
     spaceless = [textlib.is_spaceless(text) for text in normalized]
-    shingles = shingle_hashes_many(
-        normalized,
+    # Each normalized body is encoded once: for its shingles, its terms and its hash.
+    encoded = [text.encode("utf-8", "surrogatepass") for text in normalized]
+    shingles = shingle_hashes_encoded(
+        encoded,
         size=params.shingle_size,
         char_size=params.char_shingle_size,
         spaceless=spaceless,
     )
     signatures = hasher.signatures(shingles)
     term_texts = [
-        textlib.normalize(article.title or "") + " " + text
-        for (article, _body, _keys, _learned), text in zip(cleaned, normalized, strict=True)
+        textlib.normalize(article.title).encode("utf-8", "surrogatepass") + b" " + body
+        if article.title
+        else b" " + body
+        for (article, _body, _keys, _learned), body in zip(cleaned, encoded, strict=True)
     ]
-    terms = shingle_hashes_many(
+    terms = shingle_hashes_encoded(
         term_texts, size=1, char_size=params.char_shingle_size, spaceless=spaceless
     )
     prepared: list[_Prepared] = []
@@ -432,7 +436,7 @@ def _prepare_articles(
                 article=article,
                 text_hash=_sha256(article.text),
                 body=body,
-                content_hash=_sha256(normalized[index]),
+                content_hash=hashlib.sha256(encoded[index]).hexdigest(),
                 shingles=shingles[index],
                 signature=signatures[index],
                 terms=terms[index][:_TERMS_LIMIT],

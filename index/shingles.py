@@ -21,7 +21,7 @@ import numpy.typing as npt
 from index.errors import ParameterError
 from index.native import native
 
-__all__ = ["shingle_hashes", "shingle_hashes_many"]
+__all__ = ["shingle_hashes", "shingle_hashes_encoded", "shingle_hashes_many"]
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
@@ -252,13 +252,29 @@ def shingle_hashes_many(
         ParameterError: ``size`` or ``char_size`` is below 1, or ``spaceless`` does not
             have one entry per text.
     """
-    _check_sizes(size, char_size)
-    if spaceless is not None and len(spaceless) != len(texts):
-        raise ParameterError(
-            f"spaceless has {len(spaceless)} entries for {len(texts)} texts; give one per text"
-        )
     # surrogatepass: a lone surrogate (possible in JSON input) still has stable bytes.
-    encoded = [text.encode("utf-8", "surrogatepass") for text in texts]
+    return shingle_hashes_encoded(
+        [text.encode("utf-8", "surrogatepass") for text in texts],
+        size=size,
+        char_size=char_size,
+        spaceless=spaceless,
+    )
+
+
+def shingle_hashes_encoded(
+    encoded: Sequence[bytes],
+    *,
+    size: int = 5,
+    char_size: int = 5,
+    spaceless: Sequence[bool] | None = None,
+) -> list[npt.NDArray[np.uint32]]:
+    """:func:`shingle_hashes_many` of texts already encoded, each as
+    ``text.encode("utf-8", "surrogatepass")`` (for a caller that hashes the bytes too)."""
+    _check_sizes(size, char_size)
+    if spaceless is not None and len(spaceless) != len(encoded):
+        raise ParameterError(
+            f"spaceless has {len(spaceless)} entries for {len(encoded)} texts; give one per text"
+        )
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
     data = np.frombuffer(b"".join(encoded), dtype=np.uint8)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from index.errors import ParameterError
-from index.shingles import shingle_hashes, shingle_hashes_many
+from index.shingles import shingle_hashes, shingle_hashes_encoded, shingle_hashes_many
 
 _MASK = (1 << 64) - 1
 
@@ -142,6 +142,13 @@ def test_batch_equals_single_and_reference(
         spaceless=[flag for _, flag in texts],
     )
     assert len(batch) == len(texts)
+    encoded = shingle_hashes_encoded(
+        [text.encode("utf-8", "surrogatepass") for text, _ in texts],
+        size=size,
+        char_size=char_size,
+        spaceless=[flag for _, flag in texts],
+    )
+    assert [hashes.tolist() for hashes in encoded] == [hashes.tolist() for hashes in batch]
     for (text, flag), hashes in zip(texts, batch, strict=True):
         single = shingle_hashes(text, size=size, char_size=char_size, spaceless=flag)
         assert np.array_equal(hashes, single)
