@@ -78,6 +78,27 @@ def test_empty_text_is_refused_with_a_clear_message() -> None:
         Article(id="a", text="   \n\t ")
 
 
+def test_an_article_pickles_whole_for_the_preparing_workers() -> None:
+    import copy
+    import pickle
+
+    article = Article(
+        id="a",
+        text="Body",
+        title="Title",
+        url="https://example.com/a",
+        source="example",
+        language="en",
+        published_at=datetime(2015, 7, 21, 2, 51),
+    )
+    for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
+        restored = pickle.loads(pickle.dumps(article, protocol=protocol))
+        assert restored == article and restored.published_at == article.published_at
+        assert restored.published_at is not None and restored.published_at.tzinfo is UTC
+    assert copy.deepcopy(article) == article
+    assert pickle.loads(pickle.dumps(Article(id="b", text="x"))) == Article(id="b", text="x")
+
+
 def test_boilerplate_only_text_is_refused_and_nothing_is_stored(dedup_engine: Engine) -> None:
     with pytest.raises(BoilerplateOnlyError, match="nothing is left"):
         dedup_engine.ingest(Article(id="nav", text="Skip to content\n\nScroll to Top"))
