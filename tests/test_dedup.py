@@ -834,3 +834,13 @@ def test_default_chunk_is_larger_for_the_model_on_a_gpu() -> None:
     assert default_batch_size("stories", "cuda:1") == GPU_BATCH_SIZE
     assert default_batch_size("stories", "cpu") == BATCH_SIZE
     assert default_batch_size("dedup", "cuda") == BATCH_SIZE
+
+
+@pytest.mark.parametrize(("cpus", "workers"), [(1, 0), (2, 2), (3, 3), (16, 3)])
+def test_default_workers_are_one_per_cpu_none_on_one_cpu(
+    cpus: int, workers: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cpus)), raising=False)
+    source = tmp_path / "in.jsonl"
+    assert dedup_module._worker_count(options(source, tmp_path / "out.jsonl")) == workers
+    assert dedup_module._worker_count(options(source, tmp_path / "o.jsonl", workers=1)) == 1
