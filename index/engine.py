@@ -373,6 +373,8 @@ def _prepare_articles(
             such), unless ``skip_boilerplate_only``: such articles are then left out.
     """
     split: list[tuple[Article, textlib.Lines, list[str]]] = []
+    raws: list[str] = []
+    originals: list[Article] = []
     for article in articles:
         raw = article.text
         title = article.title
@@ -388,15 +390,22 @@ def _prepare_articles(
                 language=article.language,
                 published_at=article.published_at,
             )
-        lines = textlib.split_lines(raw)
+        raws.append(raw)
+        originals.append(article)
+    # Each step takes the whole batch in one call: a native call per article cost more
+    # than its work on the article's few lines.
+    for article, lines in zip(originals, textlib.split_lines_many(raws), strict=True):
         split.append((article, lines, textlib.learnable_keys_of(lines) if article.source else []))
     wanted = [(article.source, keys) for article, _lines, keys in split if article.source and keys]
     frequent = learned_of(wanted) if wanted else set()
+    learned_sets = [
+        {key for key in keys if (article.source, key) in frequent} if frequent else set()
+        for article, _lines, keys in split
+    ]
+    bodies = textlib.clean_lines_many([lines for _article, lines, _keys in split], learned_sets)
     cleaned: list[tuple[Article, str, list[str], list[str]]] = []
-    for article, lines, keys in split:
-        source = article.source
-        learned = {key for key in keys if (source, key) in frequent} if frequent else set()
-        body = textlib.clean_lines(lines, learned=learned).body
+    for (article, _lines, keys), learned, clean in zip(split, learned_sets, bodies, strict=True):
+        body = clean.body
         if not body.strip():
             if skip_boilerplate_only:
                 continue
@@ -408,7 +417,7 @@ def _prepare_articles(
                 article_id=article.id,
             )
         cleaned.append((article, body, keys, sorted(learned)))
-    normalized = [textlib.normalize(body) for _article, body, _keys, _learned in cleaned]
+    normalized = textlib.normalize_many([body for _article, body, _keys, _learned in cleaned])
     spaceless = [textlib.is_spaceless(text) for text in normalized]
     # Each normalized body is encoded once: for its shingles, its terms and its hash.
     encoded = [text.encode("utf-8", "surrogatepass") for text in normalized]

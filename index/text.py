@@ -494,6 +494,11 @@ def _match_form(line: str) -> str:
     return _match_form_general(line) if fast is None else fast
 
 
+def normalize_many(texts: Sequence[str]) -> list[str]:
+    """:func:`normalize` of each of ``texts``, the fast ones in one native call."""
+    return _normalize_many(texts)
+
+
 def _normalize_many(texts: Sequence[str]) -> list[str]:
     """:func:`normalize` of each of ``texts`` (the fast ones in one native call)."""
     return [
@@ -1192,27 +1197,28 @@ def _literal_masks_kernel(
     moves: npt.NDArray[np.int32],
     found: npt.NDArray[np.uint64],
     masks: npt.NDArray[np.uint64],
-) -> bool:
-    """``masks[i]``: the rules' bits of every literal in ``units[ends[i - 1]:ends[i]]``
-    (0 where ``ends[i]`` is -1: that segment takes no room in ``units``). Returns whether
-    the segments hold an ASCII letter."""
+    letters: npt.NDArray[np.bool_],
+) -> None:
+    """``masks[i]``: the rules' bits of every literal in ``units[ends[i - 1]:ends[i]]``,
+    and ``letters[i]`` whether that holds an ASCII letter (0 and False where ``ends[i]`` is
+    -1: that segment takes no room in ``units``)."""
     start = 0
     size = symbols.shape[0]
-    letters = False
     for segment in range(ends.shape[0]):
         end = ends[segment]
         state = 0
         mask = np.uint64(0)
+        letter = False
         for k in range(start, end):
             unit = units[k]
             state = moves[state, symbols[unit] if unit < size else 0]
             mask |= found[state]
             if unit < 128 and (65 <= unit <= 90 or 97 <= unit <= 122):
-                letters = True
+                letter = True
         masks[segment] = mask
+        letters[segment] = letter
         if end >= 0:
             start = end
-    return letters
 
 
 _LITERAL_SYMBOLS, _LITERAL_MOVES, _LITERAL_FOUND = _literal_automaton(
@@ -1237,18 +1243,19 @@ def _literal_masks(folded: Sequence[str]) -> list[int]:
 
 def _masks_of_units(
     units: npt.NDArray[np.uint32], ends: npt.NDArray[np.int64]
-) -> tuple[list[int], bool]:
+) -> tuple[list[int], list[bool]]:
     masks = np.empty(ends.shape[0], dtype=np.uint64)
-    letters = _literal_masks_kernel(
-        units, ends, _LITERAL_SYMBOLS, _LITERAL_MOVES, _LITERAL_FOUND, masks
+    letters = np.empty(ends.shape[0], dtype=np.bool_)
+    _literal_masks_kernel(
+        units, ends, _LITERAL_SYMBOLS, _LITERAL_MOVES, _LITERAL_FOUND, masks, letters
     )
-    return masks.tolist(), bool(letters)
+    return masks.tolist(), letters.tolist()
 
 
-def _match_forms_and_masks(lines: Sequence[str]) -> tuple[list[str], list[int], bool]:
-    """:func:`_match_forms` of ``lines``, :func:`_literal_masks` of those, and whether they
-    hold an ASCII letter; the masks are read off the folded code points the fast way
-    leaves (no second encoding)."""
+def _match_forms_and_masks(lines: Sequence[str]) -> tuple[list[str], list[int], list[bool]]:
+    """:func:`_match_forms` of ``lines``, :func:`_literal_masks` of those, and whether each
+    line holds an ASCII letter; the masks are read off the folded code points the fast
+    way leaves (no second encoding)."""
     fast, units, ends = _fold_many_units(lines, _FAST_MATCH)
     masks, letters = _masks_of_units(units, ends)
     folded: list[str] = []
@@ -1257,7 +1264,7 @@ def _match_forms_and_masks(lines: Sequence[str]) -> tuple[list[str], list[int], 
             form = _match_form_general(line)
             masks[index] = _literal_masks([form])[0]
             # Composition can take an ASCII letter into another (e + U+0301 -> é).
-            letters = letters or _ASCII_LETTER_RE.search(line) is not None
+            letters[index] = _ASCII_LETTER_RE.search(line) is not None
         folded.append(form)
     return folded, masks, letters
 
@@ -1490,12 +1497,29 @@ class Lines:
 
 def split_lines(text: str) -> Lines:
     """What :func:`clean` and :func:`learnable_lines` read of a text, computed once."""
-    if looks_like_html(text):
-        text, _title = extract_html(text)
-    stripped = [line for line in (raw.strip() for raw in text.splitlines()) if line]
-    # The normal forms of the short lines, folded in one call for the whole text.
-    short = [line for line in stripped if len(line) <= SHORT_LINE_CHARS]
-    return Lines(stripped, _normalize_many(short))
+    return split_lines_many([text])[0]
+
+
+def split_lines_many(texts: Sequence[str]) -> list[Lines]:
+    """:func:`split_lines` of each of ``texts``, the short lines of all of them normalized
+    in one call (a native call per text cost more than folding its lines)."""
+    split: list[list[str]] = []
+    for text in texts:
+        if looks_like_html(text):
+            text, _title = extract_html(text)
+        split.append([line for line in (raw.strip() for raw in text.splitlines()) if line])
+    forms = iter(
+        _normalize_many(
+            [line for stripped in split for line in stripped if len(line) <= SHORT_LINE_CHARS]
+        )
+    )
+    return [
+        Lines(
+            stripped,
+            [next(forms) for line in stripped if len(line) <= SHORT_LINE_CHARS],
+        )
+        for stripped in split
+    ]
 
 
 def learnable_keys_of(lines: Lines) -> list[str]:
@@ -1512,12 +1536,43 @@ def learnable_keys_of(lines: Lines) -> list[str]:
 
 def clean_lines(split: Lines, *, learned: Collection[str] = ()) -> CleanText:
     """:func:`clean` of the text that ``split`` (:func:`split_lines`) was made from."""
+    return clean_lines_many([split], [learned])[0]
+
+
+def clean_lines_many(
+    splits: Sequence[Lines], learned: Sequence[Collection[str]]
+) -> list[CleanText]:
+    """:func:`clean_lines` of each of ``splits`` with its ``learned`` keys, the lines of
+    all of them folded and scanned for the rules' literals in one call."""
+    if len(learned) != len(splits):
+        raise ValueError(f"{len(learned)} learned key sets for {len(splits)} texts")
+    folded, masks, letters = _match_forms_and_masks(
+        [_probe(line) for split in splits for line in split.lines]
+    )
+    cleaned: list[CleanText] = []
+    start = 0
+    for split, keys in zip(splits, learned, strict=True):
+        end = start + len(split.lines)
+        cleaned.append(
+            _clean_folded(split, keys, folded[start:end], masks[start:end], any(letters[start:end]))
+        )
+        start = end
+    return cleaned
+
+
+def _clean_folded(
+    split: Lines,
+    learned: Collection[str],
+    folded: list[str],
+    masks: list[int],
+    folded_letters: bool,
+) -> CleanText:
+    """:func:`clean_lines`, given each line's match form, its literal mask and whether any
+    of those forms holds an ASCII letter."""
     learned_keys: Collection[str] = (
         learned if isinstance(learned, (set, frozenset, dict)) else frozenset(learned)
     )
     stripped = split.lines
-    # Every line's match form and the rules its literals call for, in one call for the text.
-    folded, masks, folded_letters = _match_forms_and_masks([_probe(line) for line in stripped])
     normal_forms = iter(split.normal_forms)
     lines = [
         _classify(

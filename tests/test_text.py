@@ -999,14 +999,14 @@ def test_a_line_the_fast_fold_cannot_take_gets_its_rules_too() -> None:
 
 def test_the_scan_of_match_forms_sees_every_ascii_letter() -> None:
     arabic = "قال المتحدث الرسمي"
-    assert textlib._match_forms_and_masks([arabic, "١٢ - ٣"])[2] is False
+    assert textlib._match_forms_and_masks([arabic, "١٢ - ٣"])[2] == [False, False]
     # A letter that composition folds into another, on the general way.
-    assert textlib._match_forms_and_masks([arabic, "e\u0301"])[2] is True
-    assert textlib._match_forms_and_masks([arabic, "BBC"])[2] is True
+    assert textlib._match_forms_and_masks([arabic, "e\u0301"])[2] == [False, True]
+    assert textlib._match_forms_and_masks([arabic, "BBC"])[2] == [False, True]
     # A line past the longest rule is scanned only in its probe; cleaning looks further.
     wall = "We use cookies to improve your experience."
     long_line = f"{arabic} " * 50 + wall
-    assert textlib._match_forms_and_masks([textlib._probe(long_line)])[2] is False
+    assert textlib._match_forms_and_masks([textlib._probe(long_line)])[2] == [False]
     assert clean(f"{arabic}.\n{long_line}").removed == (wall,)
 
 
@@ -1079,3 +1079,26 @@ def test_translations_equal_a_scan_of_every_code_point() -> None:
     normalize = built[0].table
     assert normalize[ord("أ")] == "ا" and normalize[0x064B] is None
     assert normalize[ord("٣")] == "3" and normalize[0x00A0] == " "
+
+
+def test_a_batch_is_cleaned_as_each_text_alone() -> None:
+    texts = [
+        "Heavy rain flooded the northern province on Tuesday, officials said.\nShare\nTweet",
+        "قال المتحدث الرسمي إن الأمطار الغزيرة أغرقت المحافظة الشمالية.\nللتواصل مع الكاتب",
+        "<html><body><p>An HTML page with one paragraph of news about the floods.</p>"
+        "<p>All rights reserved</p></body></html>",
+        "   \n\n  ",
+        "Cafe\u0301 owners said the storm was the worst in years.\nRead more: other story",
+        "One line only",
+    ]
+    learned = [set(), {textlib.line_key("للتواصل مع الكاتب")}, (), frozenset(), [], set()]
+    splits = textlib.split_lines_many(texts)
+    assert splits == [textlib.split_lines(text) for text in texts]
+    assert textlib.clean_lines_many(splits, learned) == [
+        textlib.clean_lines(split, learned=keys)
+        for split, keys in zip(splits, learned, strict=True)
+    ]
+    assert textlib.clean_lines_many([], []) == []
+    with pytest.raises(ValueError, match="learned key sets"):
+        textlib.clean_lines_many(splits, [])
+    assert textlib.normalize_many(texts) == [normalize(text) for text in texts]
