@@ -1125,13 +1125,6 @@ _LINE_RULES = tuple(
     for name, max_chars, pattern in LINE_RULES
 )
 _LONGEST_RULE_CHARS = max(max_chars for _name, max_chars, _pattern in LINE_RULES)
-# The line rules searched anywhere in the line, in order, for lines that no rule anchored
-# at the start can match (almost all: one call of the alternation of those tells).
-_UNANCHORED_LINE_RULES = tuple(
-    rule
-    for rule, (_name, _max_chars, pattern) in zip(_LINE_RULES, LINE_RULES, strict=True)
-    if not pattern.startswith("^")
-)
 
 
 def _literal_automaton(
@@ -1224,9 +1217,17 @@ def _literal_masks_kernel(
 _LITERAL_SYMBOLS, _LITERAL_MOVES, _LITERAL_FOUND = _literal_automaton(
     [literals for _name, _max_chars, _matches, literals in _LINE_RULES]
 )
-# The bits of the rules anchored at the start (no literals: tried whenever the
-# alternation of those matches), and each rule by its bit.
-_ANCHORED_BITS = sum(1 << bit for bit, rule in enumerate(_LINE_RULES) if rule[3] is None)
+# The bits of the rules anchored at the start (tried whenever the alternation of those
+# matches), of the rules searched anywhere whose literals could not be read off (tried on
+# every line), and each rule by its bit.
+_ANCHORED_BITS = sum(
+    1 << bit for bit, (_n, _c, pattern) in enumerate(LINE_RULES) if pattern.startswith("^")
+)
+_ALWAYS_BITS = sum(
+    1 << bit
+    for bit, ((_n, _c, pattern), rule) in enumerate(zip(LINE_RULES, _LINE_RULES, strict=True))
+    if rule[3] is None and not pattern.startswith("^")
+)
 _RULE_OF_BIT = {1 << bit: rule[:3] for bit, rule in enumerate(_LINE_RULES)}
 
 
@@ -1389,8 +1390,10 @@ def _line_reason(
             return "navigation"
     if mask is None:
         mask = _literal_masks([folded])[0]
-    # The rules to try, in order: those one of whose literals the line holds, and those
-    # anchored at the start when the alternation of those matches.
+    # The rules to try, in order: those one of whose literals the line holds, those
+    # without literals, and those anchored at the start when the alternation of those
+    # matches.
+    mask |= _ALWAYS_BITS
     if _ANY_ANCHORED_LINE_RULE(folded):
         mask |= _ANCHORED_BITS
     while mask:

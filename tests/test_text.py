@@ -909,6 +909,14 @@ def test_most_unanchored_line_rules_have_a_literal_prefilter() -> None:
     unanchored = [rule for rule in textlib.LINE_RULES if not rule[2].startswith("^")]
     with_literals = [rule for rule in textlib._LINE_RULES if rule[3] is not None]
     assert len(with_literals) >= len(unanchored) - 1
+    # Every rule is tried through its literals, its anchor, or on every line.
+    for bit, ((_name, _chars, pattern), rule) in enumerate(
+        zip(textlib.LINE_RULES, textlib._LINE_RULES, strict=True)
+    ):
+        anchored = bool(textlib._ANCHORED_BITS >> bit & 1)
+        always = bool(textlib._ALWAYS_BITS >> bit & 1)
+        assert anchored == pattern.startswith("^")
+        assert always == (rule[3] is None and not anchored)
     assert textlib._required_literals("(?:do|does) not (?:a|b)") == (" not ",)
     assert textlib._required_literals("ab|c(?:de|fg)h") == ("ab", "de", "fg")
     assert textlib._required_literals("(?:x|)y") == ("y",)
