@@ -16,6 +16,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HF_HUB_OFFLINE=1 \
     SAMESTORY_DATA_DIR=/data \
     SAMESTORY_MODEL_CACHE_DIR=/opt/samestory/models \
+    NUMBA_CACHE_DIR=/opt/samestory/numba-cache \
     PATH=/opt/samestory/venv/bin:$PATH
 
 COPY pyproject.toml README.md /tmp/samestory/

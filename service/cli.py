@@ -1,4 +1,4 @@
-"""The ``samestory`` command: ``serve``, ``dedup`` and ``build-model``.
+"""The ``samestory`` command: ``serve``, ``dedup``, ``build-model`` and ``compile-kernels``.
 
 A thin shell over the service and the engine: settings come from ``SAMESTORY_*`` variables
 with flags on top, library errors become one-line messages and an exit status of 1. Heavy
@@ -70,6 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--force", action="store_true", help="rebuild even if it exists")
     build.set_defaults(handler=_build_model)
+
+    kernels = commands.add_parser(
+        "compile-kernels",
+        help="compile the native kernels into numba's cache",
+        description="Compile the engine's native (numba) kernels into numba's disk cache: "
+        "$NUMBA_CACHE_DIR, or beside the installed sources where they are writable. A "
+        "process that finds them there starts its first request ~1.5 s sooner. The image "
+        "build runs this.",
+    )
+    kernels.set_defaults(handler=_compile_kernels)
 
     _add_dedup(commands)
     return parser
@@ -159,6 +169,17 @@ def _serve(args: argparse.Namespace) -> int:
     if failed:
         sys.stderr.write(f"samestory: error: the engine failed to load: {failed[0]}\n")
         return 1
+    return 0
+
+
+def _compile_kernels(_args: argparse.Namespace) -> int:
+    import time
+
+    from index.engine import compile_kernels
+
+    started = time.perf_counter()
+    compile_kernels()
+    sys.stdout.write(f"kernels compiled and cached in {time.perf_counter() - started:.1f} s\n")
     return 0
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from service.cli import build_parser, main
 
-COMMANDS = ["serve", "dedup", "build-model"]
+COMMANDS = ["serve", "dedup", "build-model", "compile-kernels"]
 
 
 def test_every_command_is_listed() -> None:
@@ -161,3 +161,25 @@ def test_embed_prompt_setting_reopens_a_store_embedded_with_another(
     assert params.embed_prompt == "query: "
     # What is embedded defines what is stored: a store keeps the prompt it was built with.
     assert params.fingerprint() != Parameters().replace(model=params.model).fingerprint()
+
+
+def test_compile_kernels_fills_numba_cache_for_a_fresh_process(tmp_path: Path) -> None:
+    import os
+
+    cache = tmp_path / "numba-cache"
+    environment = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    command = [sys.executable, "-m", "service.cli", "compile-kernels"]
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "kernels compiled and cached" in done.stdout
+    cached = {path.name.split("-")[0] for path in cache.rglob("*.nbi")}
+    for kernel in (
+        "text._fold_many_kernel",
+        "text._literal_masks_kernel",
+        "shingles._shingle_many",
+        "minhash._signature_kernel",
+        "minhash._band_kernel",
+        "minhash._probe_run_many",
+        "minhash._intersection_size",
+    ):
+        assert kernel in cached, sorted(cached)
