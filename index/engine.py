@@ -372,7 +372,6 @@ def _prepare_articles(
         BoilerplateOnlyError: nothing is left of an article after cleaning (the first
             such), unless ``skip_boilerplate_only``: such articles are then left out.
     """
-    split: list[tuple[Article, textlib.Lines, list[str]]] = []
     raws: list[str] = []
     originals: list[Article] = []
     for article in articles:
@@ -394,8 +393,10 @@ def _prepare_articles(
         originals.append(article)
     # Each step takes the whole batch in one call: a native call per article cost more
     # than its work on the article's few lines.
-    for article, lines in zip(originals, textlib.split_lines_many(raws), strict=True):
-        split.append((article, lines, textlib.learnable_keys_of(lines) if article.source else []))
+    split = [
+        (article, lines, textlib.learnable_keys_of(lines) if article.source else [])
+        for article, lines in zip(originals, textlib.split_lines_many(raws), strict=True)
+    ]
     wanted = [(article.source, keys) for article, _lines, keys in split if article.source and keys]
     frequent = learned_of(wanted) if wanted else set()
     learned_sets = [

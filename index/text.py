@@ -388,6 +388,15 @@ def _fold_many_kernel(
     return count
 
 
+def _joined_code_points(
+    texts: Sequence[str],
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64]]:
+    """The code points of ``texts`` one after another, and where each text ends among them."""
+    units = np.frombuffer("".join(texts).encode(_UTF32, "surrogatepass"), dtype=np.uint32)
+    ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
+    return units, ends
+
+
 def _fast_fold_many(texts: Sequence[str], lut: npt.NDArray[np.uint32]) -> list[str | None]:
     """:func:`_fast_fold` of each of ``texts``, with one native call and one decode for all
     (cleaning folds every line of an article: ~5 us a call saved per line)."""
@@ -401,8 +410,7 @@ def _fold_many_units(
     (-1 for a text that needs the general way, which takes no room there)."""
     if not texts:
         return [], np.empty(0, dtype=np.uint32), np.empty(0, dtype=np.int64)
-    units = np.frombuffer("".join(texts).encode(_UTF32, "surrogatepass"), dtype=np.uint32)
-    ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
+    units, ends = _joined_code_points(texts)
     out = np.empty(units.shape[0], dtype=np.uint32)
     out_ends = np.empty(len(texts), dtype=np.int64)
     count = _fold_many_kernel(units, ends, lut, out, out_ends)
@@ -496,22 +504,9 @@ def _match_form(line: str) -> str:
 
 def normalize_many(texts: Sequence[str]) -> list[str]:
     """:func:`normalize` of each of ``texts``, the fast ones in one native call."""
-    return _normalize_many(texts)
-
-
-def _normalize_many(texts: Sequence[str]) -> list[str]:
-    """:func:`normalize` of each of ``texts`` (the fast ones in one native call)."""
     return [
         _normalize_general(text) if fast is None else fast
         for text, fast in zip(texts, _fast_fold_many(texts, _FAST_NORMALIZE), strict=True)
-    ]
-
-
-def _match_forms(lines: Sequence[str]) -> list[str]:
-    """:func:`_match_form` of each of ``lines`` (the fast ones in one native call)."""
-    return [
-        _match_form_general(line) if fast is None else fast
-        for line, fast in zip(lines, _fast_fold_many(lines, _FAST_MATCH), strict=True)
     ]
 
 
@@ -911,7 +906,8 @@ LINE_RULES: tuple[tuple[str, int, str], ...] = (
         r" (?:bloqueador de (?:anuncios|publicidad)|adblock)|\b(?:desactiva tu|desactive su)"
         r" (?:bloqueador de (?:anuncios|publicidad)|adblock)|\breklam engelleyici(?:nizi"
         r" (?:kapat|devre dışı)| kullan(?:ıyorsunuz|dığınızı))"),
-    # (Written so that its one literal is "إعلانات": each literal costs a search of every line.)
+    # (Written so that its one literal is the rare "إعلانات": the rule's search runs only on
+    # the lines that hold it.)
     ("blocked-page", 700, r"(?:(?:يرجى|الرجاء|نرجو|من فضلك|قم ب)\W*(?:تعطيل|إيقاف)|(?:أنت|أنك)"
         r" (?:تستخدم|تستعمل)) (?:برنامج |أداة )?(?:مانع|حاجب) (?:ال)?إعلانات"),
     # What a site puts above every article (its name, motto and donation appeal): ahewar.org
@@ -1237,9 +1233,7 @@ def _literal_masks(folded: Sequence[str]) -> list[int]:
     where a substring search per literal and line cost a third of cleaning."""
     if not folded:
         return []
-    units = np.frombuffer("".join(folded).encode(_UTF32, "surrogatepass"), dtype=np.uint32)
-    ends = np.cumsum(np.fromiter(map(len, folded), dtype=np.int64, count=len(folded)))
-    return _masks_of_units(units, ends)[0]
+    return _masks_of_units(*_joined_code_points(folded))[0]
 
 
 def _masks_of_units(
@@ -1254,7 +1248,7 @@ def _masks_of_units(
 
 
 def _match_forms_and_masks(lines: Sequence[str]) -> tuple[list[str], list[int], list[bool]]:
-    """:func:`_match_forms` of ``lines``, :func:`_literal_masks` of those, and whether each
+    """:func:`_match_form` of each of ``lines``, :func:`_literal_masks` of those, and whether each
     line holds an ASCII letter; the masks are read off the folded code points the fast
     way leaves (no second encoding)."""
     fast, units, ends = _fold_many_units(lines, _FAST_MATCH)
@@ -1512,7 +1506,7 @@ def split_lines_many(texts: Sequence[str]) -> list[Lines]:
             text, _title = extract_html(text)
         split.append([line for line in (raw.strip() for raw in text.splitlines()) if line])
     forms = iter(
-        _normalize_many(
+        normalize_many(
             [line for stripped in split for line in stripped if len(line) <= SHORT_LINE_CHARS]
         )
     )
@@ -1779,7 +1773,7 @@ def _learnable(text: str) -> list[tuple[str, str]]:
     ]
     seen: set[str] = set()
     lines: list[tuple[str, str]] = []
-    for line, normalized in zip(candidates, _normalize_many(candidates), strict=True):
+    for line, normalized in zip(candidates, normalize_many(candidates), strict=True):
         if normalized and normalized not in seen:
             seen.add(normalized)
             lines.append((line, normalized))

@@ -810,8 +810,8 @@ def test_folding_many_texts_at_once_equals_one_at_a_time(texts: list[str]) -> No
     # The batched kernel must reset its state between texts and skip only the slow ones.
     for lut in (textlib._FAST_NORMALIZE, textlib._FAST_MATCH):
         assert textlib._fast_fold_many(texts, lut) == [textlib._fast_fold(t, lut) for t in texts]
-    assert textlib._normalize_many(texts) == [normalize(text) for text in texts]
-    assert textlib._match_forms(texts) == [textlib._match_form(text) for text in texts]
+    assert textlib.normalize_many(texts) == [normalize(text) for text in texts]
+    assert textlib._match_forms_and_masks(texts)[0] == [textlib._match_form(t) for t in texts]
 
 
 def test_the_anchored_rules_prefilter_matches_where_any_of_its_rules_does() -> None:
