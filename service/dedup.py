@@ -76,8 +76,10 @@ from service.records import (
     BadRecord,
     FileFormat,
     InputUnreadableError,
+    JsonLinesWriter,
     Record,
     RecordReader,
+    RecordWriter,
     UnsupportedFormatError,
     open_reader,
     open_writer,
@@ -288,6 +290,8 @@ class _Pending:
     line: int
     record: Record
     article: Article
+    text: bytes | None
+    adds_id: bool
 
 
 @dataclass(slots=True)
@@ -299,6 +303,10 @@ class _Parsed:
     article_id: str | None
     article: Article | None
     error: InvalidArticleError | None
+    # The JSON line the record was read from, where its output can be that line with the
+    # added fields appended (see _spliceable), and whether the id field is among them.
+    text: bytes | None = None
+    adds_id: bool = False
 
 
 def _optional_text(record: Record, name: str) -> str | None:
@@ -416,11 +424,18 @@ class _Batch:
         if self.options.strict:
             raise BadRecordError(line, reason)
 
-    def parse(self, chunk: Sequence[tuple[int, Record | BadRecord]]) -> list[_Parsed]:
-        """The articles of a chunk's records; changes nothing (rejects are counted later)."""
+    def parse(
+        self, chunk: Sequence[tuple[int, Record | BadRecord]], texts: Sequence[bytes] | None = None
+    ) -> list[_Parsed]:
+        """The articles of a chunk's records; changes nothing (rejects are counted later).
+
+        Args:
+            chunk: the records read.
+            texts: the JSON line each was read from, when the output is JSON Lines too.
+        """
         fields = self.options.fields
         parsed: list[_Parsed] = []
-        for line, record in chunk:
+        for index, (line, record) in enumerate(chunk):
             article_id: str | None = None
             try:
                 if isinstance(record, BadRecord):
@@ -429,16 +444,28 @@ class _Batch:
                 article = to_article(record, fields, article_id)
             except InvalidArticleError as error:
                 parsed.append(_Parsed(line, record, article_id, None, error))
-            else:
-                parsed.append(_Parsed(line, record, article_id, article, None))
+                continue
+            item = _Parsed(line, record, article_id, article, None)
+            if texts is not None:
+                adds_id = _spliceable(record, fields.id)
+                if adds_id is not None:
+                    item.text = texts[index]
+                    item.adds_id = adds_id
+            parsed.append(item)
         return parsed
 
-    def process(self, parsed: list[_Parsed], preparation: Preparation | None) -> list[Record]:
+    def process(
+        self, parsed: list[_Parsed], preparation: Preparation | None
+    ) -> list[Record | bytes]:
         """Count, reject, ingest and annotate one parsed chunk; returns the records to write.
 
         Args:
             parsed: what :meth:`parse` made of the chunk.
             preparation: what :func:`~index.engine.prepare` computed from its articles.
+
+        Returns:
+            The records to write, annotated; a record read from a JSON line comes as that
+            line with the added fields appended (``bytes``) where :func:`_spliceable`.
         """
         pending: list[_Pending] = []
         stop: BadRecordError | None = None
@@ -446,7 +473,9 @@ class _Batch:
             self.summary.read += 1
             if item.article is not None:
                 assert not isinstance(item.record, BadRecord)
-                pending.append(_Pending(item.line, item.record, item.article))
+                pending.append(
+                    _Pending(item.line, item.record, item.article, item.text, item.adds_id)
+                )
                 continue
             try:
                 self.reject(item.line, item.article_id, str(item.error))
@@ -459,21 +488,32 @@ class _Batch:
             raise stop
         return kept
 
-    def _ingest(self, pending: list[_Pending], preparation: Preparation | None) -> list[Record]:
-        kept: list[Record] = []
+    def _ingest(
+        self, pending: list[_Pending], preparation: Preparation | None
+    ) -> list[Record | bytes]:
+        kept: list[Record | bytes] = []
         statuses = self.summary.statuses
-        fields = self.options.fields
+        id_field = self.options.fields.id
+        dumps = orjson.dumps
+        newline = orjson.OPT_APPEND_NEWLINE
         for item, verdict in self._verdicts(pending, preparation):
-            record = item.record
-            record[fields.id] = verdict.id
-            record["status"] = verdict.status
-            record["duplicate_of"] = verdict.duplicate_of
-            record["cluster_id"] = verdict.cluster_id
-            record["canonical_id"] = verdict.canonical_id
             statuses[verdict.status] += 1
             self._stories.add(verdict.cluster_id)
-            if not (self.drop_copies and verdict.status in _COPIES):
-                kept.append(record)
+            if self.drop_copies and verdict.status in _COPIES:
+                continue
+            added: Record = {id_field: verdict.id} if item.text is None or item.adds_id else {}
+            added["status"] = verdict.status
+            added["duplicate_of"] = verdict.duplicate_of
+            added["cluster_id"] = verdict.cluster_id
+            added["canonical_id"] = verdict.canonical_id
+            text = item.text
+            if text is None:
+                item.record.update(added)
+                kept.append(item.record)
+            else:
+                # The line as read, its closing brace replaced by the added fields: what
+                # writing the updated record would give, without writing all of it again.
+                kept.append(text[: text.rindex(b"}")] + b"," + dumps(added, option=newline)[1:])
         self.summary.stories = len(self._stories)
         return kept
 
@@ -508,6 +548,21 @@ class _Batch:
                 parts = [pending[:named], pending[named : named + 1], pending[named + 1 :]]
             return [pair for part in parts for pair in self._verdicts(part, preparation)]
         return list(zip(pending, verdicts, strict=True))
+
+
+def _spliceable(record: Record, id_field: str) -> bool | None:
+    """Whether a record's output can be its JSON line with the added fields appended (the
+    same fields in the same order as writing the updated record), and if so whether the id
+    field is one of them; ``None`` where a field to write is already there (it would then
+    appear twice), or an id given as something else than a non-empty string (written back
+    as the string id used).
+    """
+    if any(name in record for name in ADDED_FIELDS):
+        return None
+    if id_field not in record:
+        return True
+    value = record[id_field]
+    return False if isinstance(value, str) and value != "" else None
 
 
 def _position_named(pending: list[_Pending], article_id: str | None) -> int | None:
@@ -805,7 +860,7 @@ def _first_pass(
             kept = batch.process(parsed, preparation)
             if written is not None:
                 written.result()  # one chunk in flight; a failed write stops the run
-            written = writing.submit(writer.write, kept)
+            written = writing.submit(_write, writer, kept)
             summary.written += len(kept)
             if bar is not None:
                 bar.update(reader.position() - bar.n)
@@ -813,8 +868,10 @@ def _first_pass(
                 bar.set_postfix_str(f"{summary.read:,} docs, {rate:,.0f} docs/s", refresh=False)
 
         try:
-            for chunk in reader.chunks(options.batch_size or BATCH_SIZE):
-                parsed = batch.parse(chunk)
+            # A JSON Lines output is written from the input's lines where it can be.
+            splice = isinstance(writer, JsonLinesWriter)
+            for chunk, texts in reader.chunks_with_lines(options.batch_size or BATCH_SIZE):
+                parsed = batch.parse(chunk, texts if splice else None)
                 future: Future[Preparation] | None = None
                 articles = [item.article for item in parsed if item.article is not None]
                 if pool is not None and articles:
@@ -838,6 +895,15 @@ def _first_pass(
             for _parsed, pending in queue:
                 if pending is not None:
                     pending.cancel()
+
+
+def _write(writer: RecordWriter, records: list[Record | bytes]) -> None:
+    if isinstance(writer, JsonLinesWriter):
+        writer.write_lines(records)
+        return
+    dicts = [record for record in records if not isinstance(record, bytes)]
+    assert len(dicts) == len(records), "only a JSON Lines output is given lines"
+    writer.write(dicts)
 
 
 def _final_pass(batch: _Batch, source: Path, target: Path) -> int:

@@ -213,6 +213,47 @@ def test_every_format_is_annotated_like_the_service(
     assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".samestory-*"))
 
 
+def test_json_lines_output_keeps_each_line_as_read_and_rewrites_only_what_it_must(
+    tmp_path: Path, articles: list[dict[str, Any]], expected: dict[str, tuple[Any, ...]]
+) -> None:
+    # A line whose record has none of the added fields and a string id (or none) is
+    # written as read with the added fields appended; any other record is written anew.
+    first, second, third, fourth, fifth = (dict(record) for record in articles[:5])
+    escaped = orjson.dumps(first).decode().replace('"text"', '"\\u0074ext"')
+    lines = [
+        ("  " + escaped.replace(",", ",  ") + "\r\n").encode(),  # spacing, escapes, CRLF
+        orjson.dumps({**second, "id": 7, "score": 1.50}).replace(b"1.5", b"1.50") + b"\n",
+        orjson.dumps({"status": "old", **third}) + b"\n",
+        orjson.dumps({key: value for key, value in fourth.items() if key != "id"}) + b"\n",
+        orjson.dumps({**fifth, "id": ""}) + b"\n",
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"".join(lines))
+    deduplicate(options(source, tmp_path / "out.jsonl"))
+    written = (tmp_path / "out.jsonl").read_bytes().split(b"\n")
+    assert written[-1] == b"" and len(written) == 6
+    records = [orjson.loads(line) for line in written[:-1]]
+    # Kept as read: the first line's bytes up to its closing brace, then the added fields.
+    kept = lines[0].rstrip()[:-1]
+    assert written[0].startswith(kept + b',"status":"new_story"')
+    assert {name: records[0][name] for name in first} == first
+    assert annotations(records[:1]) == {first["id"]: expected[first["id"]]}
+    # Written anew: an integer id becomes the string id used, in its place.
+    assert list(records[1])[:2] == ["id", "text"] and records[1]["id"] == "7"
+    assert records[1]["score"] == 1.5
+    # A field to add that the record holds is replaced in its place, not written twice.
+    assert written[2].count(b'"status"') == 1 and next(iter(records[2])) == "status"
+    assert records[2]["status"] == "new_story" and records[2]["id"] == third["id"]
+    # A missing or empty id gets the generated one, added once.
+    assert records[3]["id"] == "in.jsonl:4" and written[3].count(b'"id"') == 1
+    assert records[4]["id"] == "in.jsonl:5" and written[4].count(b'"id"') == 1
+    assert [list(record)[-4:] for index, record in enumerate(records) if index != 2] == [
+        list(ANNOTATION)
+    ] * 4
+    for record in records:
+        assert record["cluster_id"] and record["canonical_id"]
+
+
 def test_batch_verdicts_equal_the_rest_service_one_article_at_a_time(
     tmp_path: Path, articles: list[dict[str, Any]], dedup_client: TestClient
 ) -> None:

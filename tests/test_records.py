@@ -138,6 +138,31 @@ def test_a_truncated_gzip_file_is_unreadable_when_reading_reaches_the_cut(tmp_pa
         list(reader.chunks(100))
 
 
+@pytest.mark.parametrize("name", ["in.jsonl.gz", "in.csv.gz"])
+def test_a_gzip_file_with_a_damaged_deflate_stream_is_unreadable(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    header = b"id,text\n" if name.endswith(".csv.gz") else b""
+    rows = b"".join(
+        (f"{n},{'x' * 50}".encode() if header else orjson.dumps({"id": str(n), "text": "y"}))
+        + b"\n"
+        for n in range(2000)
+    )
+    whole = bytearray(gzip.compress(header + rows))
+    whole[20:60] = b"\xff" * 40  # past the 10-byte header: inside the first deflate block
+    path.write_bytes(bytes(whole))
+    with pytest.raises(InputUnreadableError, match="cannot read"), open_reader(path) as reader:
+        list(reader.chunks(100))
+
+
+def test_gzip_output_reads_back_with_the_standard_library(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl.gz"
+    records = [{"id": str(n), "text": "نص " * n} for n in range(300)]
+    with open_writer(path) as writer:
+        writer.write(records)
+    lines = gzip.decompress(path.read_bytes()).splitlines()
+    assert [orjson.loads(line) for line in lines] == records
+
+
 def test_a_corrupt_parquet_file_is_unreadable(tmp_path: Path) -> None:
     path = tmp_path / "in.parquet"
     path.write_bytes(b"PAR1 this is not parquet")
