@@ -1119,6 +1119,12 @@ class Engine(ClosedOnExit):
         with self._lock:
             self._store.set_page_cache(mib)
 
+    def make_store_scratch(self) -> bool:
+        """Write the record for speed, not for surviving a crash: for a store deleted after
+        use (:meth:`index.store.Store.make_scratch`); whether SQLite agreed."""
+        with self._lock:
+            return self._store.make_scratch()
+
     @property
     def store_file(self) -> Path:
         """The SQLite file of the engine's record (what :func:`prepare` may read)."""
@@ -1440,11 +1446,11 @@ class Engine(ClosedOnExit):
                 assert committed == row, "rows are assigned in order"
                 decided.append((row, item, decision))
             writes.flush(store)
-            for row, item, decision in decided:
-                if decision.original_row is None:
-                    self._frequencies.add(item.terms)
-                applied.append((row, item, decision))
-                done += 1
+            self._frequencies.add_many(
+                [item.terms for _row, item, decision in decided if decision.original_row is None]
+            )
+            applied.extend(decided)
+            done = len(decided)
         except BaseException:
             # The applied ones are taken out of the indexes by the caller.
             for row in rows[done:].tolist():

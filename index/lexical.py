@@ -39,6 +39,12 @@ class DocumentFrequencies:
         np.add.at(self._counts, terms & self._mask, _ONE)
         self.documents += 1
 
+    def add_many(self, documents: list[TermHashes]) -> None:
+        """:meth:`add` of each of ``documents``, in one call."""
+        if documents:
+            np.add.at(self._counts, np.concatenate(documents) & self._mask, _ONE)
+            self.documents += len(documents)
+
     def remove(self, terms: TermHashes) -> None:
         """Forget one document's terms (the inverse of :meth:`add`)."""
         slots = terms & self._mask

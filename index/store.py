@@ -346,6 +346,23 @@ class Store:
         """Let SQLite keep up to ``mib`` MiB of pages in memory (its default is 2)."""
         self.connection.execute(f"PRAGMA cache_size={-1024 * int(mib)}")
 
+    def make_scratch(self) -> bool:
+        """Keep the rollback journal in memory instead of the write-ahead log: for a store
+        deleted after use, which a crash may leave corrupt.
+
+        Each page is then written once, into the database, instead of into the log and
+        again at each checkpoint (SaudiNewsNet in ``samestory dedup``: commits 0.39 ->
+        0.21 s, 0.15 s less system time). Readers in other processes still read
+        (:func:`open_read_only`): they wait, up to their busy timeout, while a commit
+        writes. SQLite refuses while another connection has the store open: returns
+        whether the journal is in memory now.
+        """
+        try:
+            mode = self.connection.execute("PRAGMA journal_mode=MEMORY").fetchone()[0]
+        except sqlite3.OperationalError:  # "database is locked", after the busy timeout
+            return False
+        return str(mode).lower() == "memory"
+
     def transaction(self) -> _Transaction:
         """A context manager: BEGIN IMMEDIATE … COMMIT, ROLLBACK on any exception."""
         return _Transaction(self.connection)
@@ -855,7 +872,8 @@ def frequent_line_pairs(
 
 
 def open_read_only(path: Path) -> sqlite3.Connection:
-    """A connection that only reads the store at ``path`` (safe beside its writer: WAL)."""
+    """A connection that only reads the store at ``path`` (safe beside its writer: WAL, or a
+    scratch store's rollback journal, where it waits while a commit writes)."""
     connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     connection.execute("PRAGMA busy_timeout=10000")
     return connection

@@ -729,6 +729,8 @@ def _open_engine(settings: Settings, options: DedupOptions, store: Path) -> Iter
     # nothing.
     engine = open_engine(settings, mode=options.mode, periodic_snapshots=kept)
     engine.set_page_cache(BATCH_PAGE_CACHE_MIB)
+    if not kept and not engine.make_store_scratch():
+        logger.warning("the temporary store keeps its write-ahead log")
     try:
         yield engine
     finally:

@@ -1275,6 +1275,45 @@ def test_reads_and_matches_do_not_wait_for_the_model(
         assert gated.texts.count(gated.texts[-1]) == 1
 
 
+def test_a_scratch_store_journals_in_memory_and_readers_see_only_commits(
+    tmp_path: Path,
+) -> None:
+    from index.store import Store, open_read_only
+
+    store = Store(tmp_path / "s.sqlite3", fingerprint="f", stored_fields={})
+    store.connection.execute("PRAGMA busy_timeout=50")
+    reader = open_read_only(store.path)
+    reader.execute("SELECT count(*) FROM source_lines").fetchone()
+    assert not store.make_scratch()  # another connection has the store open
+    reader.close()
+    assert store.make_scratch()
+    assert store.connection.execute("PRAGMA journal_mode").fetchone() == ("memory",)
+    reader = open_read_only(store.path)
+    with store.transaction():
+        store.count_lines("a", ["k"], delta=5)
+        assert reader.execute("SELECT count(*) FROM source_lines").fetchone() == (0,)
+    assert reader.execute("SELECT articles FROM source_lines").fetchall() == [(5,)]
+    reader.close()
+    store.close()
+
+
+def test_document_frequencies_added_at_once_equal_those_added_one_by_one() -> None:
+    from index.lexical import DocumentFrequencies
+
+    rng = np.random.default_rng(3)
+    documents = [np.unique(rng.integers(0, 2**32, 300, dtype=np.uint32)) for _ in range(40)]
+    documents.append(documents[0])  # the same terms twice count twice
+    one_by_one, at_once = DocumentFrequencies(), DocumentFrequencies()
+    for terms in documents:
+        one_by_one.add(terms)
+    at_once.add_many(documents)
+    at_once.add_many([])
+    assert at_once.documents == one_by_one.documents == 41
+    probe = np.concatenate(documents[:3])
+    assert np.array_equal(at_once.idf(probe), one_by_one.idf(probe))
+    assert np.array_equal(at_once._counts, one_by_one._counts)
+
+
 def test_learned_lines_asked_at_once_equal_those_asked_per_source(tmp_path: Path) -> None:
     # prepare() and the engine ask for a whole batch's learned lines in a few queries.
     from index.store import Store, frequent_line_pairs, frequent_lines
