@@ -249,6 +249,16 @@ class _ChunkWrites:
         self.copies: list[tuple[int, int, float, float]] = []
         # The texts of the batch's articles, by content hash (is a copy exact?).
         self.texts: dict[str, list[str]] = {}
+        # (original row, shingles) of the stored articles the batch's LSH candidates name,
+        # read in one query (see read_candidates).
+        self.stored_candidates: dict[int, tuple[int | None, npt.NDArray[np.uint32]]] = {}
+
+    def read_candidates(self, store: Store, rows: Iterable[int]) -> None:
+        """Read what copy checks need of the stored articles among ``rows``: one query for
+        the batch (thousands of one-article queries cost 0.26 s over SaudiNewsNet)."""
+        stored = {row for row in rows if row < self.first_row}
+        if stored:
+            self.stored_candidates = store.copy_candidates(stored)
 
     def flush(self, store: Store) -> None:
         store.insert_articles(self.articles)
@@ -1437,6 +1447,16 @@ class Engine(ClosedOnExit):
         candidates = self._lsh.query_then_insert_many(
             rows, np.stack([item.signature for item in prepared])
         )
+        checked = self.params.min_shingles
+        writes.read_candidates(
+            store,
+            (
+                row
+                for item, found in zip(prepared, candidates, strict=True)
+                if item.shingles.size >= checked
+                for row in found.tolist()
+            ),
+        )
         done = 0
         try:
             decided: list[tuple[int, _Prepared, _Decision]] = []
@@ -1511,8 +1531,8 @@ class Engine(ClosedOnExit):
             return None, ()
         first_row = writes.first_row
         found_rows = candidates.tolist()
-        stored = [row for row in found_rows if row < first_row]
-        candidate_rows = self._store.copy_candidates(stored) if stored else {}
+        read = writes.stored_candidates
+        candidate_rows = {row: read[row] for row in found_rows if row < first_row and row in read}
         for row in found_rows:
             if row >= first_row:
                 original_row, _story_row, shingles = writes.rows[row]

@@ -128,6 +128,9 @@ output fields:
   canonical_id  id of the article representing the story at the end of the run
   The id field is written back as the string id used; a record without one gets
   "<input file name>:<line>" (line = 1-based line in JSON Lines/CSV, row in Parquet).
+  JSON Lines in and out: each line is written as read with these fields appended,
+  unless the record already holds one of them or an id that is not a string (then
+  the record is written anew, the fields replaced in place).
   --pairs PATH: one row per verified copy pair: id, copy_of (an earlier article it
   was verified a copy of; duplicate_of is the group's original), jaccard, containment
 

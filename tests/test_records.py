@@ -129,6 +129,47 @@ def test_a_missing_file_is_unreadable(tmp_path: Path) -> None:
         open_reader(tmp_path / "missing.jsonl")
 
 
+@pytest.mark.parametrize("name", ["in.jsonl", "in.jsonl.gz"])
+@pytest.mark.parametrize("block", [1, 2, 5, 64, 1 << 20])
+def test_json_lines_read_in_any_block_size_give_the_same_items_and_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, block: int
+) -> None:
+    import service.records as records_module
+
+    long = orjson.dumps({"id": "long", "text": "نص " * 400})
+    payload = b"".join(
+        [
+            b'{"id": "a", "text": "one"}\n',
+            b"\n",
+            b"   \t \n",
+            b'{"id": "b", "text": "two"}\r\n',
+            b"not json\n",
+            long + b"\n",
+            b"[1, 2]\n",
+            b'{"id": "c", "text": "last, no newline"}',
+        ]
+    )
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(payload) if name.endswith(".gz") else payload)
+    monkeypatch.setattr(records_module, "_READ_BLOCK", block)
+    with open_reader(path) as reader:
+        chunks = list(reader.chunks_with_lines(3))
+    items = [item for chunk, _texts in chunks for item in chunk]
+    texts = [text for _chunk, found in chunks for text in found or []]
+    assert [line for line, _record in items] == [1, 4, 5, 6, 7, 8]
+    assert items[0][1] == {"id": "a", "text": "one"} and items[1][1] == {"id": "b", "text": "two"}
+    assert isinstance(items[2][1], BadRecord) and isinstance(items[4][1], BadRecord)
+    assert items[3][1] == orjson.loads(long)
+    assert texts == [
+        b'{"id": "a", "text": "one"}\n',
+        b'{"id": "b", "text": "two"}\r\n',
+        b"not json\n",
+        long + b"\n",
+        b"[1, 2]\n",
+        b'{"id": "c", "text": "last, no newline"}',
+    ]
+
+
 def test_a_truncated_gzip_file_is_unreadable_when_reading_reaches_the_cut(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl.gz"
     payload = b"".join(orjson.dumps({"id": str(n), "text": "x" * 50}) + b"\n" for n in range(2000))
