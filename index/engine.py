@@ -70,7 +70,7 @@ from index.language import detect_language
 from index.lexical import DocumentFrequencies, weighted_overlap
 from index.minhash import LSHIndex, MinHasher, containment, jaccard
 from index.params import Parameters
-from index.shingles import shingle_hashes_encoded
+from index.shingles import shingles_and_terms_encoded
 from index.store import (
     ArticleRow,
     CanonicalRow,
@@ -432,22 +432,16 @@ def _prepare_articles(
     spaceless = [textlib.is_spaceless(text) for text in normalized]
     # Each normalized body is encoded once: for its shingles, its terms and its hash.
     encoded = [text.encode("utf-8", "surrogatepass") for text in normalized]
-    shingles = shingle_hashes_encoded(
+    titles = textlib.normalize_many([article.title or "" for article, *_rest in cleaned])
+    # The terms are the words of "title body"; both are hashed in the one pass.
+    shingles, terms = shingles_and_terms_encoded(
         encoded,
+        [title.encode("utf-8", "surrogatepass") for title in titles],
         size=params.shingle_size,
         char_size=params.char_shingle_size,
         spaceless=spaceless,
     )
     signatures = hasher.signatures(shingles)
-    term_texts = [
-        textlib.normalize(article.title).encode("utf-8", "surrogatepass") + b" " + body
-        if article.title
-        else b" " + body
-        for (article, _body, _keys, _learned), body in zip(cleaned, encoded, strict=True)
-    ]
-    terms = shingle_hashes_encoded(
-        term_texts, size=1, char_size=params.char_shingle_size, spaceless=spaceless
-    )
     prepared: list[_Prepared] = []
     for index, (article, body, keys, learned_keys) in enumerate(cleaned):
         published = article.published_at.timestamp() if article.published_at else now

@@ -21,7 +21,12 @@ import numpy.typing as npt
 from index.errors import ParameterError
 from index.native import native
 
-__all__ = ["shingle_hashes", "shingle_hashes_encoded", "shingle_hashes_many"]
+__all__ = [
+    "shingle_hashes",
+    "shingle_hashes_encoded",
+    "shingle_hashes_many",
+    "shingles_and_terms_encoded",
+]
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
@@ -132,7 +137,19 @@ def _shingle_document(
     out: npt.NDArray[np.uint32],
 ) -> int:
     """Write the sorted unique shingle hashes of one text to ``out``; return their count."""
-    count = _token_hashes(data, spaceless, tokens)
+    return _kgrams(tokens, _token_hashes(data, spaceless, tokens), k, scratch, out)
+
+
+@native
+def _kgrams(
+    tokens: npt.NDArray[np.uint64],
+    count: int,
+    k: int,
+    scratch: npt.NDArray[np.uint32],
+    out: npt.NDArray[np.uint32],
+) -> int:
+    """Write the sorted unique hashes of the k-grams of ``tokens[:count]`` to ``out``;
+    return their count."""
     if count == 0:
         return 0
     # A text shorter than k tokens is one shingle of all its tokens.
@@ -196,6 +213,107 @@ def _shingle_many(
         )
         out_offsets[d + 1] = position
     return out[:position].copy(), out_offsets
+
+
+@native
+def _shingles_and_terms_many(
+    data: npt.NDArray[np.uint8],
+    offsets: npt.NDArray[np.int64],
+    title_data: npt.NDArray[np.uint8],
+    title_offsets: npt.NDArray[np.int64],
+    spaceless: npt.NDArray[np.bool_],
+    size: int,
+    char_size: int,
+) -> tuple[
+    npt.NDArray[np.uint32], npt.NDArray[np.int64], npt.NDArray[np.uint32], npt.NDArray[np.int64]
+]:
+    documents = offsets.shape[0] - 1
+    shingles = np.empty(data.shape[0], dtype=np.uint32)
+    shingle_offsets = np.zeros(documents + 1, dtype=np.int64)
+    terms = np.empty(data.shape[0] + title_data.shape[0], dtype=np.uint32)
+    term_offsets = np.zeros(documents + 1, dtype=np.int64)
+    longest = 0
+    for d in range(documents):
+        both = offsets[d + 1] - offsets[d] + title_offsets[d + 1] - title_offsets[d]
+        longest = max(longest, both)
+    tokens = np.empty(longest, dtype=np.uint64)
+    scratch = np.empty(longest, dtype=np.uint32)
+    shingled = 0
+    termed = 0
+    for d in range(documents):
+        # The title's tokens, then the body's: the terms are those of "title body".
+        in_title = _token_hashes(
+            title_data[title_offsets[d] : title_offsets[d + 1]], spaceless[d], tokens
+        )
+        in_body = _token_hashes(data[offsets[d] : offsets[d + 1]], spaceless[d], tokens[in_title:])
+        shingled += _kgrams(
+            tokens[in_title:],
+            in_body,
+            char_size if spaceless[d] else size,
+            scratch,
+            shingles[shingled:],
+        )
+        shingle_offsets[d + 1] = shingled
+        termed += _kgrams(
+            tokens, in_title + in_body, char_size if spaceless[d] else 1, scratch, terms[termed:]
+        )
+        term_offsets[d + 1] = termed
+    return shingles[:shingled].copy(), shingle_offsets, terms[:termed].copy(), term_offsets
+
+
+def _concatenated(encoded: Sequence[bytes]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
+
+
+def _flags(spaceless: Sequence[bool] | None, count: int) -> npt.NDArray[np.bool_]:
+    if spaceless is not None and len(spaceless) != count:
+        raise ParameterError(
+            f"spaceless has {len(spaceless)} entries for {count} texts; give one per text"
+        )
+    if spaceless is None:
+        return np.zeros(count, dtype=np.bool_)
+    return np.fromiter(spaceless, dtype=np.bool_, count=count)
+
+
+def _split(
+    values: npt.NDArray[np.uint32], bounds: npt.NDArray[np.int64]
+) -> list[npt.NDArray[np.uint32]]:
+    edges = bounds.tolist()
+    return [values[edges[i] : edges[i + 1]] for i in range(len(edges) - 1)]
+
+
+def shingles_and_terms_encoded(
+    encoded: Sequence[bytes],
+    titles: Sequence[bytes],
+    *,
+    size: int = 5,
+    char_size: int = 5,
+    spaceless: Sequence[bool] | None = None,
+) -> tuple[list[npt.NDArray[np.uint32]], list[npt.NDArray[np.uint32]]]:
+    """Each text's shingles and terms in one pass over its bytes.
+
+    The shingles are ``shingle_hashes_encoded(encoded, size=size, char_size=char_size,
+    spaceless=spaceless)``; the terms are ``shingle_hashes_encoded([title + b" " + text
+    ...], size=1, char_size=char_size, spaceless=spaceless)``: the hashed words (for a
+    spaceless text, character ``char_size``-grams) of the title and the text together.
+    Both encoded as ``text.encode("utf-8", "surrogatepass")``; a title may be ``b""``.
+
+    Raises:
+        ParameterError: a size is below 1, or ``titles`` or ``spaceless`` do not have one
+            entry per text.
+    """
+    _check_sizes(size, char_size)
+    if len(titles) != len(encoded):
+        raise ParameterError(f"{len(titles)} titles for {len(encoded)} texts; give one per text")
+    flags = _flags(spaceless, len(encoded))
+    data, offsets = _concatenated(encoded)
+    title_data, title_offsets = _concatenated(titles)
+    shingles, shingle_bounds, terms, term_bounds = _shingles_and_terms_many(
+        data, offsets, title_data, title_offsets, flags, size, char_size
+    )
+    return _split(shingles, shingle_bounds), _split(terms, term_bounds)
 
 
 def _check_sizes(size: int, char_size: int) -> None:
@@ -271,18 +389,7 @@ def shingle_hashes_encoded(
     """:func:`shingle_hashes_many` of texts already encoded, each as
     ``text.encode("utf-8", "surrogatepass")`` (for a caller that hashes the bytes too)."""
     _check_sizes(size, char_size)
-    if spaceless is not None and len(spaceless) != len(encoded):
-        raise ParameterError(
-            f"spaceless has {len(spaceless)} entries for {len(encoded)} texts; give one per text"
-        )
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
-    data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-    flags = (
-        np.zeros(len(encoded), dtype=np.bool_)
-        if spaceless is None
-        else np.fromiter(spaceless, dtype=np.bool_, count=len(encoded))
-    )
+    flags = _flags(spaceless, len(encoded))
+    data, offsets = _concatenated(encoded)
     values, bounds = _shingle_many(data, offsets, flags, size, char_size)
-    edges = bounds.tolist()
-    return [values[edges[i] : edges[i + 1]] for i in range(len(encoded))]
+    return _split(values, bounds)

@@ -8,7 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from index.errors import ParameterError
-from index.shingles import shingle_hashes, shingle_hashes_encoded, shingle_hashes_many
+from index.shingles import (
+    shingle_hashes,
+    shingle_hashes_encoded,
+    shingle_hashes_many,
+    shingles_and_terms_encoded,
+)
 
 _MASK = (1 << 64) - 1
 
@@ -153,3 +158,38 @@ def test_batch_equals_single_and_reference(
         single = shingle_hashes(text, size=size, char_size=char_size, spaceless=flag)
         assert np.array_equal(hashes, single)
         assert single.tolist() == _reference(text, size=size, char_size=char_size, spaceless=flag)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    texts=st.lists(st.tuples(_TEXTS, _TEXTS, st.booleans()), max_size=12),
+    size=st.integers(1, 6),
+    char_size=st.integers(1, 6),
+)
+def test_shingles_and_terms_in_one_pass_equal_the_reference(
+    texts: list[tuple[str, str, bool]], size: int, char_size: int
+) -> None:
+    # The terms are the words (spaceless: character char_size-grams) of "title text".
+    shingles, terms = shingles_and_terms_encoded(
+        [text.encode() for _title, text, _flag in texts],
+        [title.encode() for title, _text, _flag in texts],
+        size=size,
+        char_size=char_size,
+        spaceless=[flag for _title, _text, flag in texts],
+    )
+    assert len(shingles) == len(terms) == len(texts)
+    for (title, text, flag), found, words in zip(texts, shingles, terms, strict=True):
+        expected = _reference(text, size=size, char_size=char_size, spaceless=flag)
+        assert found.tolist() == expected
+        both = _reference(f"{title} {text}", size=1, char_size=char_size, spaceless=flag)
+        assert words.tolist() == both
+
+
+def test_shingles_and_terms_want_one_title_per_text() -> None:
+    with pytest.raises(ParameterError, match="1 titles for 2 texts"):
+        shingles_and_terms_encoded([b"a", b"b"], [b""])
+    with pytest.raises(ParameterError, match="spaceless has 1 entries"):
+        shingles_and_terms_encoded([b"a", b"b"], [b"", b""], spaceless=[True])
+    with pytest.raises(ParameterError):
+        shingles_and_terms_encoded([b"a"], [b""], size=0)
+    assert shingles_and_terms_encoded([], []) == ([], [])
