@@ -176,7 +176,7 @@ def test_compile_kernels_fills_numba_cache_for_a_fresh_process(tmp_path: Path) -
     for kernel in (
         "text._fold_many_kernel",
         "text._literal_masks_kernel",
-        "shingles._shingle_many",
+        "shingles._shingles_and_terms_many",
         "minhash._signature_kernel",
         "minhash._band_kernel",
         "minhash._probe_run_many",
