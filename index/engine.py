@@ -1442,17 +1442,17 @@ class Engine(ClosedOnExit):
             rows, np.stack([item.signature for item in prepared])
         )
         checked = self.params.min_shingles
-        writes.read_candidates(
-            store,
-            (
-                row
-                for item, found in zip(prepared, candidates, strict=True)
-                if item.shingles.size >= checked
-                for row in found.tolist()
-            ),
-        )
         done = 0
         try:
+            writes.read_candidates(
+                store,
+                (
+                    row
+                    for item, found in zip(prepared, candidates, strict=True)
+                    if item.shingles.size >= checked
+                    for row in found.tolist()
+                ),
+            )
             decided: list[tuple[int, _Prepared, _Decision]] = []
             for row, item, found in zip(rows.tolist(), prepared, candidates, strict=True):
                 decision = self._decide_in_chunk(item, writes, found)

@@ -877,6 +877,31 @@ def test_a_full_disk_refuses_the_write_cleanly_and_loses_nothing(
         assert engine.counts()["articles"] == 32
 
 
+def test_a_batch_whose_candidate_read_fails_leaves_no_trace_in_the_indexes(
+    dedup_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The batch's signatures enter the LSH index before its stored candidates are read;
+    # a failing read must take them out again.
+    dedup_engine.ingest(_article("a", FLOOD, source="example"))
+    batch = [_article("copy", [*FLOOD, "وأضاف المصدر أن الأمطار ستستمر."]), _article("b", ECONOMY)]
+
+    def fail(rows: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(dedup_engine._store, "copy_candidates", fail)
+    with pytest.raises(sqlite3.OperationalError):
+        dedup_engine.ingest_many(batch)
+    assert dedup_engine.counts()["lsh_entries"] == 1
+    assert not dedup_engine._store.connection.in_transaction
+    monkeypatch.undo()
+    verdicts = dedup_engine.ingest_many(batch)
+    assert [(v.status, v.duplicate_of) for v in verdicts] == [
+        ("near_duplicate", "a"),
+        ("new_story", None),
+    ]
+    assert dedup_engine.counts()["lsh_entries"] == 3
+
+
 def test_a_snapshot_that_cannot_be_written_does_not_fail_a_stored_write(
     dedup_engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
