@@ -1039,6 +1039,36 @@ def test_every_digit_character_passes_the_date_line_prefilter() -> None:
     assert textlib._is_date_line("الاثنين 12 ابريل 2015", "الاثنين 12 ابريل 2015")
 
 
+def test_the_date_line_prefilter_is_the_alternation_it_replaced() -> None:
+    # One character class with the decimal digits of Latin and Arabic written out, equal
+    # to "a decimal digit, a superscript 1-3, or anything outside Latin and Arabic".
+    replaced = re.compile(r"[\d\u00b2\u00b3\u00b9]|[^\u0000-\u024f\u0600-\u06ff]")
+    differ = [
+        hex(point)
+        for point in range(sys.maxunicode + 1)
+        if bool(replaced.search(chr(point))) != bool(textlib._MAYBE_DIGIT_RE.search(chr(point)))
+    ]
+    assert differ == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab .!?؟…:؛\"'”’»)]\n(")), max_size=12))
+def test_a_sentence_end_is_read_as_the_regex_read_it(line: str) -> None:
+    regex = re.compile(r"[.!?؟…:؛][\"'”’»)\]]*$")
+    assert textlib._ends_a_sentence(line) == bool(regex.search(line))
+
+
+def test_a_line_of_two_or_more_share_words_is_navigation() -> None:
+    def reason(line: str) -> str | None:
+        return textlib._line_reason(line, textlib._match_form(line), ())
+
+    assert reason("Facebook  Twitter WhatsApp") == "navigation"
+    assert reason("Facebook Email") == "navigation"
+    assert reason("Facebook") is None  # one word alone
+    assert reason("Facebook قال المتحدث") is None  # the first word only
+    assert reason("قال Facebook Twitter") is None
+
+
 def test_a_dotless_i_still_matches_the_rules_i() -> None:
     # IGNORECASE let "ı" match "i"; the rules keep doing so, prefilter included.
     line = "Clıck here for the full story"
