@@ -70,7 +70,7 @@ from index.language import detect_language
 from index.lexical import DocumentFrequencies, weighted_overlap
 from index.minhash import LSHIndex, MinHasher, containment, jaccard
 from index.params import Parameters
-from index.shingles import shingles_and_terms_encoded
+from index.shingles import shingle_hashes_encoded, shingles_and_terms_encoded
 from index.store import (
     ArticleRow,
     CanonicalRow,
@@ -350,6 +350,9 @@ _MAX_ROW = 2**63 - 1
 _MAX_ROW_DIGITS = len(str(_MAX_ROW))
 
 
+_NO_TERMS = np.empty(0, dtype=np.uint32)
+
+
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -371,12 +374,16 @@ def _prepare_articles(
     learned_of: Callable[[Sequence[tuple[str, list[str]]]], set[tuple[str, str]]],
     *,
     skip_boilerplate_only: bool = False,
+    terms: bool = True,
 ) -> list[_Prepared]:
     """Everything computed from ``articles`` before any decision.
 
     Pure but for ``learned_of([(source, line_keys), ...])``: the (source, key) pairs of
     the lines that their sources are known to repeat (removed as boilerplate), asked once
     for all the articles.
+
+    Without ``terms``, each article's terms are left empty (for an engine that never
+    reads them: see :attr:`Engine.keeps_terms`); the rest is the same.
 
     Raises:
         BoilerplateOnlyError: nothing is left of an article after cleaning (the first
@@ -432,15 +439,25 @@ def _prepare_articles(
     spaceless = [textlib.is_spaceless(text) for text in normalized]
     # Each normalized body is encoded once: for its shingles, its terms and its hash.
     encoded = [text.encode("utf-8", "surrogatepass") for text in normalized]
-    titles = textlib.normalize_many([article.title or "" for article, *_rest in cleaned])
-    # The terms are the words of "title body"; both are hashed in the one pass.
-    shingles, terms = shingles_and_terms_encoded(
-        encoded,
-        [title.encode("utf-8", "surrogatepass") for title in titles],
-        size=params.shingle_size,
-        char_size=params.char_shingle_size,
-        spaceless=spaceless,
-    )
+    term_sets: list[npt.NDArray[np.uint32]]
+    if terms:
+        titles = textlib.normalize_many([article.title or "" for article, *_rest in cleaned])
+        # The terms are the words of "title body"; both are hashed in the one pass.
+        shingles, term_sets = shingles_and_terms_encoded(
+            encoded,
+            [title.encode("utf-8", "surrogatepass") for title in titles],
+            size=params.shingle_size,
+            char_size=params.char_shingle_size,
+            spaceless=spaceless,
+        )
+    else:
+        shingles = shingle_hashes_encoded(
+            encoded,
+            size=params.shingle_size,
+            char_size=params.char_shingle_size,
+            spaceless=spaceless,
+        )
+        term_sets = [_NO_TERMS] * len(shingles)
     signatures = hasher.signatures(shingles)
     prepared: list[_Prepared] = []
     for index, (article, body, keys, learned_keys) in enumerate(cleaned):
@@ -453,7 +470,7 @@ def _prepare_articles(
                 content_hash=hashlib.sha256(encoded[index]).hexdigest(),
                 shingles=shingles[index],
                 signature=signatures[index],
-                terms=terms[index][:_TERMS_LIMIT],
+                terms=term_sets[index][:_TERMS_LIMIT],
                 embed_text=_embed_text(article.title, body, params),
                 published_at=published,
                 received_at=now,
@@ -479,7 +496,8 @@ class Preparation:
     Packed (arrays concatenated, one per kind) so that it pickles fast. Articles that are
     only boilerplate are left out: the engine prepares them itself and reports them.
     Without ``bodies`` (the cleaned texts, half of its bytes) it serves ``dedup`` mode only,
-    which never reads them; a ``stories`` engine prepares such articles itself.
+    which never reads them; a ``stories`` engine prepares such articles itself. Without
+    ``terms`` it serves only an engine that does not keep them (:attr:`Engine.keeps_terms`).
     """
 
     params: Parameters
@@ -498,6 +516,7 @@ class Preparation:
     terms: npt.NDArray[np.uint32]
     term_ends: npt.NDArray[np.int64]
     with_bodies: bool = True
+    with_terms: bool = True
 
     @functools.cached_property
     def positions(self) -> dict[str, int]:
@@ -556,6 +575,7 @@ def prepare(
     *,
     store: Path | None = None,
     bodies: bool = True,
+    terms: bool = True,
 ) -> Preparation:
     """What :meth:`Engine.ingest_many` computes from ``articles`` alone.
 
@@ -568,6 +588,8 @@ def prepare(
             sources are known to repeat as they stand now; nothing is learned without it.
         bodies: keep the cleaned texts; without them the result serves only a ``dedup``
             mode engine (which never reads them) and pickles in half the bytes.
+        terms: compute the terms; without them the result serves only an engine that does
+            not keep them (:attr:`Engine.keeps_terms`).
     """
     hasher = _HASHERS.get((params.num_perm, params.seed))
     if hasher is None:
@@ -586,7 +608,7 @@ def prepare(
             return frequent_line_pairs(connection, wanted, minimum)
 
     prepared = _prepare_articles(
-        articles, params, hasher, 0.0, learned_of, skip_boilerplate_only=True
+        articles, params, hasher, 0.0, learned_of, skip_boilerplate_only=True, terms=terms
     )
     titles = {article.id: article.title for article in articles}
     empty_u32 = np.empty(0, dtype=np.uint32)
@@ -609,6 +631,7 @@ def prepare(
         terms=np.concatenate([item.terms for item in prepared]) if prepared else empty_u32,
         term_ends=_ends([item.terms for item in prepared]),
         with_bodies=bodies,
+        with_terms=terms,
     )
 
 
@@ -674,6 +697,9 @@ class Engine(ClosedOnExit):
         self._lsh = LSHIndex(threshold=params.lsh_threshold, num_perm=params.num_perm)
         self._vectors: VectorIndex | None = None
         self._frequencies = DocumentFrequencies()
+        # A scratch record (make_store_scratch) is deleted after use: what only a later
+        # reader of it would read is not written.
+        self._scratch = False
         self._since_snapshot = 0
         # Snapshots are taken under the engine lock (an in-memory image, fast) and written
         # outside it, one at a time; periodic ones on a thread of their own, so that neither
@@ -1111,8 +1137,18 @@ class Engine(ClosedOnExit):
 
     # -- preparing --------------------------------------------------------------------------
 
-    def _prepare_many(self, articles: Sequence[Article], now: float) -> list[_Prepared]:
-        return _prepare_articles(articles, self.params, self._hasher, now, self._learned_lines)
+    def _prepare_many(
+        self, articles: Sequence[Article], now: float, *, terms: bool | None = None
+    ) -> list[_Prepared]:
+        """``terms``: compute them; by default where the engine keeps them."""
+        return _prepare_articles(
+            articles,
+            self.params,
+            self._hasher,
+            now,
+            self._learned_lines,
+            terms=self.keeps_terms if terms is None else terms,
+        )
 
     def set_page_cache(self, mib: int) -> None:
         """Let the record keep up to ``mib`` MiB of its pages in memory.
@@ -1124,10 +1160,26 @@ class Engine(ClosedOnExit):
             self._store.set_page_cache(mib)
 
     def make_store_scratch(self) -> bool:
-        """Write the record for speed, not for surviving a crash: for a store deleted after
-        use (:meth:`index.store.Store.make_scratch`); whether SQLite agreed."""
+        """Write the record for speed, not for surviving a crash or being opened again: for
+        a store deleted after use, as ``samestory dedup`` makes without ``--store``.
+
+        From now on the rollback journal is kept in memory
+        (:meth:`index.store.Store.make_scratch`; returns whether SQLite agreed), and what
+        only a later reader of the record would read is not written: the MinHash
+        signatures (read to rebuild the indexes when a store is opened) and, in ``dedup``
+        mode, the terms (read by nothing but :meth:`similarity`'s IDF weights, which then
+        count no ingested article; see :attr:`keeps_terms`). Verdicts are the same.
+        """
         with self._lock:
+            self._scratch = True
             return self._store.make_scratch()
+
+    @property
+    def keeps_terms(self) -> bool:
+        """Whether ingesting computes, stores and counts each article's terms (what story
+        similarity and the IDF weights read): always but in ``dedup`` mode on a scratch
+        record (:meth:`make_store_scratch`). :func:`prepare` may leave them out where not."""
+        return self._embedder is not None or not self._scratch
 
     @property
     def store_file(self) -> Path:
@@ -1150,6 +1202,7 @@ class Engine(ClosedOnExit):
             or not preparation.ids
             or preparation.params != self.params
             or (not preparation.with_bodies and self.mode != "dedup")
+            or (not preparation.with_terms and self.keeps_terms)
         ):
             return self._prepare_many(articles, now)
         items = [preparation.item(article, digests[article.id], now) for article in articles]
@@ -1367,7 +1420,7 @@ class Engine(ClosedOnExit):
                 "text_hash": prepared.text_hash,
                 "content_hash": prepared.content_hash,
                 "shingles": prepared.shingles.astype("<u4").tobytes(),
-                "signature": encode_signature(prepared.signature),
+                "signature": b"" if self._scratch else encode_signature(prepared.signature),
                 "terms": prepared.terms.astype("<u4").tobytes(),
                 "embedding": encode_embedding(decision.embedding),
                 "story_row": decision.story_row if decision.story_row is not None else 0,
@@ -1460,9 +1513,9 @@ class Engine(ClosedOnExit):
                 assert committed == row, "rows are assigned in order"
                 decided.append((row, item, decision))
             writes.flush(store)
-            self._frequencies.add_many(
-                [item.terms for _row, item, decision in decided if decision.original_row is None]
-            )
+            if self.keeps_terms:
+                originals = [item for _row, item, made in decided if made.original_row is None]
+                self._frequencies.add_many([item.terms for item in originals])
             applied.extend(decided)
             done = len(decided)
         except BaseException:
@@ -1573,7 +1626,7 @@ class Engine(ClosedOnExit):
                 prepared.text_hash,
                 prepared.content_hash,
                 _u4_bytes(prepared.shingles),
-                encode_signature(prepared.signature),
+                b"" if self._scratch else encode_signature(prepared.signature),
                 _u4_bytes(prepared.terms),
                 None,  # embedding
                 story_row,
@@ -1644,14 +1697,16 @@ class Engine(ClosedOnExit):
     def _apply_to_indexes(self, row: int, prepared: _Prepared, decision: _Decision) -> None:
         self._lsh.insert(row, prepared.signature)
         if decision.original_row is None:
-            self._frequencies.add(prepared.terms)
+            if self.keeps_terms:
+                self._frequencies.add(prepared.terms)
             if decision.embedding is not None and self._vectors is not None:
                 self._vectors.add(np.array([row], dtype=np.int64), decision.embedding[None, :])
 
     def _unapply_from_indexes(self, row: int, prepared: _Prepared, decision: _Decision) -> None:
         self._lsh.remove(row)
         if decision.original_row is None:
-            self._frequencies.remove(prepared.terms)
+            if self.keeps_terms:
+                self._frequencies.remove(prepared.terms)
             if self._vectors is not None:
                 self._vectors.remove(np.array([row], dtype=np.int64))
 
@@ -1992,7 +2047,7 @@ class Engine(ClosedOnExit):
     def similarity(self, a: Article, b: Article) -> Similarity:
         """How two articles compare, without storing either."""
         with self._lock:
-            first, second = self._prepare_many([a, b], time.time())
+            first, second = self._prepare_many([a, b], time.time(), terms=True)
             if first.content_hash == second.content_hash:
                 copy, similarity, contained = True, 1.0, 1.0
             else:
@@ -2087,11 +2142,13 @@ class Engine(ClosedOnExit):
                     store.delete_copies(promoted.row)
             self._lsh.remove(row.row)
             if row.original_row is None:
-                self._frequencies.remove(row.terms)
+                if self.keeps_terms:
+                    self._frequencies.remove(row.terms)
                 if self._vectors is not None:
                     self._vectors.remove(np.array([row.row], dtype=np.int64))
             if promoted is not None:
-                self._frequencies.add(promoted.terms)
+                if self.keeps_terms:
+                    self._frequencies.add(promoted.terms)
                 if self._vectors is not None and promoted.embedding is not None:
                     self._vectors.add(
                         np.array([promoted.row], dtype=np.int64), promoted.embedding[None, :]

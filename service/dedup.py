@@ -830,6 +830,8 @@ def _first_pass(
     store_file = batch.engine.store_file
     # Only stories mode reads the cleaned texts; dedup mode is spared half the bytes.
     with_bodies = options.mode != "dedup"
+    # Nor terms, where the engine does not keep them (dedup mode, temporary store).
+    with_terms = batch.engine.keeps_terms
     # Chunks are parsed and handed to the workers this far ahead of the one ingested.
     ahead = 1 + (_worker_count(options) if pool is not None else 0)
     # Articles at the end of each chunk that this process prepares itself rather than the
@@ -884,7 +886,12 @@ def _first_pass(
                 if pool is not None and articles:
                     try:
                         future = pool.submit(
-                            prepare, articles, params, store=store_file, bodies=with_bodies
+                            prepare,
+                            articles,
+                            params,
+                            store=store_file,
+                            bodies=with_bodies,
+                            terms=with_terms,
                         )
                     except BrokenProcessPool:
                         logger.warning("a preparing worker died; preparing in this process")

@@ -1008,6 +1008,72 @@ def test_a_stories_engine_prepares_itself_what_was_prepared_without_bodies(
         ]
 
 
+def test_a_scratch_dedup_engine_gives_the_same_verdicts_and_writes_no_signatures_or_terms(
+    tmp_path: Path,
+) -> None:
+    # A record deleted after use (samestory dedup without --store) skips what only a later
+    # reader of it would read; the verdicts, from a preparation without terms or from the
+    # engine's own, are those of a kept record.
+    batch = [
+        _article("flood", FLOOD, title="Floods"),
+        _article("economy", ECONOMY),
+        _article("flood-again", FLOOD),
+        _article("late", ECONOMY[:3]),
+        _article("flood-tail", FLOOD[1:]),
+    ]
+    results = {}
+    for kind in ("kept", "scratch", "scratch, prepared without terms"):
+        with Engine.open(tmp_path / kind, mode="dedup") as engine:
+            if kind != "kept":
+                assert engine.make_store_scratch()
+            assert engine.keeps_terms == (kind == "kept")
+            preparation = None
+            if kind.endswith("without terms"):
+                preparation = prepare(batch, engine.params, bodies=False, terms=False)
+                assert not preparation.with_terms and preparation.terms.size == 0
+            verdicts = engine.ingest_many(batch[:3], preparation=preparation)
+            verdicts += engine.ingest_many_brief(batch[3:], preparation=preparation)
+            blobs = engine._store.connection.execute(
+                "SELECT length(signature), length(terms) FROM articles ORDER BY row"
+            ).fetchall()
+            documents = engine._frequencies.documents
+            # Similarity still reads the terms it computes for the pair.
+            similarity = engine.similarity(batch[0], _article("other", ECONOMY[:2]))
+        results[kind] = [
+            (v.id, v.status, v.duplicate_of, v.duplicate_similarity)
+            if isinstance(v, Verdict)
+            else (v.id, v.status, v.duplicate_of)
+            for v in verdicts
+        ]
+        if kind == "kept":
+            assert all(signature > 0 and terms > 0 for signature, terms in blobs)
+            assert documents == 2
+        else:
+            assert blobs == [(0, 0)] * len(batch)
+            assert documents == 0
+        assert similarity.story_similarity < 0.5
+    assert results["kept"] == results["scratch"] == results["scratch, prepared without terms"]
+    assert [status for _id, status, *_rest in results["kept"]] == [
+        "new_story",
+        "new_story",
+        "exact_duplicate",
+        "near_duplicate",
+        "near_duplicate",
+    ]
+
+
+def test_an_engine_that_keeps_terms_prepares_itself_what_was_prepared_without_them(
+    dedup_engine: Engine,
+) -> None:
+    batch = [_article("flood", FLOOD, title="Floods"), _article("economy", ECONOMY)]
+    digests = {article.id: hashlib.sha256(article.text.encode()).hexdigest() for article in batch}
+    expected = dedup_engine._prepare_fresh(batch, digests, 0.0, None)
+    assert all(item.terms.size for item in expected)
+    preparation = prepare(batch, dedup_engine.params, bodies=False, terms=False)
+    got = dedup_engine._prepare_fresh(batch, digests, 0.0, preparation)
+    assert [item.terms.tolist() for item in got] == [item.terms.tolist() for item in expected]
+
+
 def test_brief_verdicts_name_what_full_verdicts_name(tmp_path: Path) -> None:
     # What batch files record: the same statuses and ids as the full verdicts, for new
     # articles, exact and near copies, a stored one sent again, and after a deletion that
