@@ -821,6 +821,33 @@ def test_the_anchored_rules_prefilter_matches_where_any_of_its_rules_does() -> N
         assert bool(any_rule(line)) == any(rule.match(line) for rule in rules)
     with pytest.raises(ValueError, match="group references"):
         textlib._any_of([re.compile(r"^(a)\1")])
+    # Rules that do not all allow the same leading run are joined as they are.
+    mixed = [re.compile(r"^tags\b"), re.compile(r"^[\W_]*see also")]
+    for line in ("tags", "-- tags", "-- see also", "see also"):
+        assert bool(textlib._any_of(mixed)(line)) == any(rule.match(line) for rule in mixed)
+
+
+_MARKER_WORDS = ["read also", "tags", ":", "اقرا ايضا", "الوسوم", "©", "source", "المصدر", "x"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet=" -—*|:.«»()_/#•", max_size=4),
+    st.lists(st.sampled_from(_MARKER_WORDS), max_size=3),
+    st.sampled_from(["", " ", ": ", "a b"]),
+)
+def test_the_classify_prefilter_matches_where_a_marker_or_anchored_rule_does(
+    lead: str, words: list[str], tail: str
+) -> None:
+    # One call stands for three alternations in _classify, their leading run of non-word
+    # characters matched once: it must match wherever one of the rules does.
+    line = textlib._match_form(lead + " ".join(words) + tail)
+    rules = [
+        *(pattern for _name, pattern in textlib._TAIL_RULES),
+        *(pattern for _name, pattern in textlib._LIST_RULES),
+        *textlib._ANCHORED_LINE_RULES,
+    ]
+    assert bool(textlib._ANY_ANCHORED(line)) == any(rule.match(line) for rule in rules)
 
 
 def test_learnable_line_keys_are_the_keys_of_the_learnable_lines() -> None:
