@@ -435,8 +435,9 @@ def _prepare_articles(
                 article_id=article.id,
             )
         cleaned.append((article, body, keys, sorted(learned)))
-    normalized = textlib.normalize_many([body for _article, body, _keys, _learned in cleaned])
-    spaceless = [textlib.is_spaceless(text) for text in normalized]
+    normalized, spaceless = textlib.normalize_many_spaceless(
+        [body for _article, body, _keys, _learned in cleaned]
+    )
     # Each normalized body is encoded once: for its shingles, its terms and its hash.
     encoded = [text.encode("utf-8", "surrogatepass") for text in normalized]
     term_sets: list[npt.NDArray[np.uint32]]

@@ -510,6 +510,33 @@ def normalize_many(texts: Sequence[str]) -> list[str]:
     ]
 
 
+def normalize_many_spaceless(texts: Sequence[str]) -> tuple[list[str], list[bool]]:
+    """:func:`normalize_many` of ``texts``, and :func:`is_spaceless` of each result.
+
+    A text whose normalized code points, read off the native call's output, are all below
+    the first spaceless script holds none of their characters and is not spaceless
+    without a scan (4 us an article saved over SaudiNewsNet).
+    """
+    fast, folded, ends = _fold_many_units(texts, _FAST_NORMALIZE)
+    normalized = [
+        _normalize_general(text) if form is None else form
+        for text, form in zip(texts, fast, strict=True)
+    ]
+    fast_ends = ends[ends >= 0]
+    highest = np.zeros(fast_ends.shape[0], dtype=np.uint32)
+    starts = np.concatenate((np.zeros(1, dtype=np.int64), fast_ends[:-1]))
+    filled = fast_ends > starts
+    if filled.any():
+        # Empty texts are left out: each start then ends where the next filled one starts.
+        highest[filled] = np.maximum.reduceat(folded[: int(fast_ends[-1])], starts[filled])
+    below = iter((highest < _SPACELESS_LOWEST).tolist())
+    spaceless = [
+        False if form is not None and next(below) else is_spaceless(text)
+        for text, form in zip(normalized, fast, strict=True)
+    ]
+    return normalized, spaceless
+
+
 def _match_form_general(line: str) -> str:
     """:func:`_match_form` without the fast path."""
     if not unicodedata.is_normalized("NFKC", line):
@@ -549,6 +576,7 @@ _SPACELESS_CLASS = (
     + "]"
 )
 _SPACELESS_CHAR_RE = re.compile(_SPACELESS_CLASS)
+_SPACELESS_LOWEST = min(low for low, _high in SPACELESS_RANGES)
 _SPACELESS_LETTER_RE = re.compile("(?=[^\\W\\d_])" + _SPACELESS_CLASS)
 _LETTER_RE = re.compile(r"[^\W\d_]")
 

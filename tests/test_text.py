@@ -814,6 +814,32 @@ def test_folding_many_texts_at_once_equals_one_at_a_time(texts: list[str]) -> No
     assert textlib._match_forms_and_masks(texts)[0] == [textlib._match_form(t) for t in texts]
 
 
+_SPACELESS_SAMPLES = [
+    "北京市政府周二宣布新的交通计划",
+    "ｱｲｳｴｵ ｶｷｸｹｺ",  # halfwidth katakana: NFKC makes them katakana
+    "รัฐบาลประกาศแผน",
+    "أعلنت الحكومة",
+    "",
+    " ",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_mixed_text | st.sampled_from(_SPACELESS_SAMPLES), max_size=8))
+def test_normalizing_with_the_spaceless_flags_equals_asking_each_text(texts: list[str]) -> None:
+    normalized, spaceless = textlib.normalize_many_spaceless(texts)
+    assert normalized == textlib.normalize_many(texts)
+    assert spaceless == [textlib.is_spaceless(text) for text in normalized]
+
+
+def test_the_spaceless_flags_are_read_for_fast_and_general_texts() -> None:
+    # "々〆" take the fast way to code points above the first spaceless script, whose
+    # ranges they are not in: they are scanned, and found not spaceless.
+    texts = ["北京市政府周二宣布新的交通计划", "ｱｲｳｴｵｶｷｸｹｺ", "", "أعلنت الحكومة", "々〆 ab"]
+    assert textlib._fast_fold(texts[-1], textlib._FAST_NORMALIZE) is not None
+    assert textlib.normalize_many_spaceless(texts)[1] == [True, True, False, False, False]
+
+
 def test_the_anchored_rules_prefilter_matches_where_any_of_its_rules_does() -> None:
     rules = [re.compile(r"^[\W_]*(?:read also|see also)"), re.compile(r"^[\W_]*tags\s*:")]
     any_rule = textlib._any_of(rules)
