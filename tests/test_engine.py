@@ -29,7 +29,7 @@ from index import engine as engine_module
 from index.article import Article, Verdict
 from index.dates import read_evidence
 from index.embed import SentenceTransformerEmbedder
-from index.engine import Engine, prepare
+from index.engine import BriefVerdict, Engine, prepare
 from index.errors import (
     ArticleNotFoundError,
     BoilerplateOnlyError,
@@ -991,18 +991,26 @@ def test_a_preparation_made_elsewhere_changes_no_verdict(tmp_path: Path) -> None
     assert results[1][1] == "Floods"
 
 
+def _prepared_with_and_without(
+    engine: Engine, *, bodies: bool = True, terms: bool = True
+) -> tuple[list[engine_module._Prepared], list[engine_module._Prepared]]:
+    """What an engine prepares of two articles itself, and given a preparation made
+    with ``prepare(..., bodies=bodies, terms=terms)``."""
+    batch = [_article("flood", FLOOD, title="Floods"), _article("economy", ECONOMY)]
+    digests = {article.id: hashlib.sha256(article.text.encode()).hexdigest() for article in batch}
+    expected = engine._prepare_fresh(batch, digests, 0.0, None)
+    preparation = prepare(batch, engine.params, bodies=bodies, terms=terms)
+    return expected, engine._prepare_fresh(batch, digests, 0.0, preparation)
+
+
 def test_a_stories_engine_prepares_itself_what_was_prepared_without_bodies(
     story_engine: Engine,
 ) -> None:
     # Stories mode embeds and detects the language of the cleaned text: a preparation
     # that left the texts out must not be used there.
-    batch = [_article("flood", FLOOD, title="Floods"), _article("economy", ECONOMY)]
-    digests = {article.id: hashlib.sha256(article.text.encode()).hexdigest() for article in batch}
-    expected = story_engine._prepare_fresh(batch, digests, 0.0, None)
-    assert all(item.body for item in expected)
     for bodies in (True, False):
-        preparation = prepare(batch, story_engine.params, bodies=bodies)
-        got = story_engine._prepare_fresh(batch, digests, 0.0, preparation)
+        expected, got = _prepared_with_and_without(story_engine, bodies=bodies)
+        assert all(item.body for item in expected)
         assert [(item.body, item.embed_text) for item in got] == [
             (item.body, item.embed_text) for item in expected
         ]
@@ -1031,7 +1039,8 @@ def test_a_scratch_dedup_engine_gives_the_same_verdicts_and_writes_no_signatures
             if kind.endswith("without terms"):
                 preparation = prepare(batch, engine.params, bodies=False, terms=False)
                 assert not preparation.with_terms and preparation.terms.size == 0
-            verdicts = engine.ingest_many(batch[:3], preparation=preparation)
+            verdicts: list[Verdict | BriefVerdict] = []
+            verdicts += engine.ingest_many(batch[:3], preparation=preparation)
             verdicts += engine.ingest_many_brief(batch[3:], preparation=preparation)
             blobs = engine._store.connection.execute(
                 "SELECT length(signature), length(terms) FROM articles ORDER BY row"
@@ -1065,12 +1074,8 @@ def test_a_scratch_dedup_engine_gives_the_same_verdicts_and_writes_no_signatures
 def test_an_engine_that_keeps_terms_prepares_itself_what_was_prepared_without_them(
     dedup_engine: Engine,
 ) -> None:
-    batch = [_article("flood", FLOOD, title="Floods"), _article("economy", ECONOMY)]
-    digests = {article.id: hashlib.sha256(article.text.encode()).hexdigest() for article in batch}
-    expected = dedup_engine._prepare_fresh(batch, digests, 0.0, None)
+    expected, got = _prepared_with_and_without(dedup_engine, bodies=False, terms=False)
     assert all(item.terms.size for item in expected)
-    preparation = prepare(batch, dedup_engine.params, bodies=False, terms=False)
-    got = dedup_engine._prepare_fresh(batch, digests, 0.0, preparation)
     assert [item.terms.tolist() for item in got] == [item.terms.tolist() for item in expected]
 
 
