@@ -1175,6 +1175,21 @@ class Engine(ClosedOnExit):
             self._scratch = True
             return self._store.make_scratch()
 
+    def _signature_blob(self, prepared: _Prepared) -> bytes:
+        """What the record stores of an article's MinHash signature: nothing on a scratch
+        record, which is never opened again to rebuild the indexes from it."""
+        return b"" if self._scratch else encode_signature(prepared.signature)
+
+    def _count_terms(self, documents: list[npt.NDArray[np.uint32]]) -> None:
+        """Count new originals' terms in the document frequencies, where they are kept."""
+        if self.keeps_terms:
+            self._frequencies.add_many(documents)
+
+    def _forget_terms(self, terms: npt.NDArray[np.uint32]) -> None:
+        """:meth:`_count_terms` undone for one article."""
+        if self.keeps_terms:
+            self._frequencies.remove(terms)
+
     @property
     def keeps_terms(self) -> bool:
         """Whether ingesting computes, stores and counts each article's terms (what story
@@ -1421,7 +1436,7 @@ class Engine(ClosedOnExit):
                 "text_hash": prepared.text_hash,
                 "content_hash": prepared.content_hash,
                 "shingles": prepared.shingles.astype("<u4").tobytes(),
-                "signature": b"" if self._scratch else encode_signature(prepared.signature),
+                "signature": self._signature_blob(prepared),
                 "terms": prepared.terms.astype("<u4").tobytes(),
                 "embedding": encode_embedding(decision.embedding),
                 "story_row": decision.story_row if decision.story_row is not None else 0,
@@ -1514,9 +1529,9 @@ class Engine(ClosedOnExit):
                 assert committed == row, "rows are assigned in order"
                 decided.append((row, item, decision))
             writes.flush(store)
-            if self.keeps_terms:
-                originals = [item for _row, item, made in decided if made.original_row is None]
-                self._frequencies.add_many([item.terms for item in originals])
+            self._count_terms(
+                [item.terms for _row, item, decision in decided if decision.original_row is None]
+            )
             applied.extend(decided)
             done = len(decided)
         except BaseException:
@@ -1627,7 +1642,7 @@ class Engine(ClosedOnExit):
                 prepared.text_hash,
                 prepared.content_hash,
                 _u4_bytes(prepared.shingles),
-                b"" if self._scratch else encode_signature(prepared.signature),
+                self._signature_blob(prepared),
                 _u4_bytes(prepared.terms),
                 None,  # embedding
                 story_row,
@@ -1698,16 +1713,14 @@ class Engine(ClosedOnExit):
     def _apply_to_indexes(self, row: int, prepared: _Prepared, decision: _Decision) -> None:
         self._lsh.insert(row, prepared.signature)
         if decision.original_row is None:
-            if self.keeps_terms:
-                self._frequencies.add(prepared.terms)
+            self._count_terms([prepared.terms])
             if decision.embedding is not None and self._vectors is not None:
                 self._vectors.add(np.array([row], dtype=np.int64), decision.embedding[None, :])
 
     def _unapply_from_indexes(self, row: int, prepared: _Prepared, decision: _Decision) -> None:
         self._lsh.remove(row)
         if decision.original_row is None:
-            if self.keeps_terms:
-                self._frequencies.remove(prepared.terms)
+            self._forget_terms(prepared.terms)
             if self._vectors is not None:
                 self._vectors.remove(np.array([row], dtype=np.int64))
 
@@ -2143,13 +2156,11 @@ class Engine(ClosedOnExit):
                     store.delete_copies(promoted.row)
             self._lsh.remove(row.row)
             if row.original_row is None:
-                if self.keeps_terms:
-                    self._frequencies.remove(row.terms)
+                self._forget_terms(row.terms)
                 if self._vectors is not None:
                     self._vectors.remove(np.array([row.row], dtype=np.int64))
             if promoted is not None:
-                if self.keeps_terms:
-                    self._frequencies.add(promoted.terms)
+                self._count_terms([promoted.terms])
                 if self._vectors is not None and promoted.embedding is not None:
                     self._vectors.add(
                         np.array([promoted.row], dtype=np.int64), promoted.embedding[None, :]

@@ -504,9 +504,14 @@ def _match_form(line: str) -> str:
 
 def normalize_many(texts: Sequence[str]) -> list[str]:
     """:func:`normalize` of each of ``texts``, the fast ones in one native call."""
+    return _normalized(texts, _fast_fold_many(texts, _FAST_NORMALIZE))
+
+
+def _normalized(texts: Sequence[str], fast: Sequence[str | None]) -> list[str]:
+    """Each of ``texts`` normalized: its fast form, or the general way where it has none."""
     return [
-        _normalize_general(text) if fast is None else fast
-        for text, fast in zip(texts, _fast_fold_many(texts, _FAST_NORMALIZE), strict=True)
+        _normalize_general(text) if form is None else form
+        for text, form in zip(texts, fast, strict=True)
     ]
 
 
@@ -518,13 +523,11 @@ def normalize_many_spaceless(texts: Sequence[str]) -> tuple[list[str], list[bool
     without a scan (4 us an article saved over SaudiNewsNet).
     """
     fast, folded, ends = _fold_many_units(texts, _FAST_NORMALIZE)
-    normalized = [
-        _normalize_general(text) if form is None else form
-        for text, form in zip(texts, fast, strict=True)
-    ]
+    normalized = _normalized(texts, fast)
     fast_ends = ends[ends >= 0]
     highest = np.zeros(fast_ends.shape[0], dtype=np.uint32)
-    starts = np.concatenate((np.zeros(1, dtype=np.int64), fast_ends[:-1]))
+    starts = np.zeros_like(fast_ends)
+    starts[1:] = fast_ends[:-1]
     filled = fast_ends > starts
     if filled.any():
         # Empty texts are left out: each start then ends where the next filled one starts.
@@ -1314,7 +1317,7 @@ _ANCHORED_LINE_RULES = [
 _ANY_ANCHORED_LINE_RULE = _any_of(_ANCHORED_LINE_RULES)
 # Whether a tail marker, a list marker or an anchored line rule may match: one call that
 # settles all three for most lines (~0.5 us a call saved twice per line).
-_ANY_ANCHORED = _any_of(
+_ANY_MARKER_OR_ANCHORED_RULE = _any_of(
     [
         *(pattern for _name, pattern in _TAIL_RULES),
         *(pattern for _name, pattern in _LIST_RULES),
@@ -1496,18 +1499,13 @@ def _classify(
     if folded is None:
         folded = _match_form(_probe(line))
     headline_like = _is_headline_like(line)
-    if _ANY_ANCHORED(folded) is None:
-        # No marker, and no line rule anchored at the start.
-        if long:
-            reason = None if _ALPHANUMERIC_RE.search(line) else "separator"
-        else:
-            reason = _line_reason(line, folded, learned, normalized, mask=mask, anchored=False)
-        return _Line(line, reason, False, False, False, headline_like)
-    if _ANY_TAIL_MARKER(folded):
+    # Most lines hold no marker and match no anchored rule: one call settles all three.
+    anchored = _ANY_MARKER_OR_ANCHORED_RULE(folded) is not None
+    if anchored and _ANY_TAIL_MARKER(folded):
         for name, pattern in _TAIL_RULES:
             if pattern.match(folded):
                 return _Line(line, name, True, False, False, headline_like)
-    if _ANY_LIST_MARKER(folded):
+    if anchored and _ANY_LIST_MARKER(folded):
         for name, pattern in _LIST_RULES:
             match = pattern.match(folded)
             if match:
@@ -1515,7 +1513,7 @@ def _classify(
                 return _Line(line, name, False, True, bare, headline_like)
     reason = "separator" if long and not _ALPHANUMERIC_RE.search(line) else None
     if not long:
-        reason = _line_reason(line, folded, learned, normalized, mask=mask)
+        reason = _line_reason(line, folded, learned, normalized, mask=mask, anchored=anchored)
     return _Line(line, reason, False, False, False, headline_like)
 
 

@@ -873,7 +873,8 @@ def test_the_classify_prefilter_matches_where_a_marker_or_anchored_rule_does(
         *(pattern for _name, pattern in textlib._LIST_RULES),
         *textlib._ANCHORED_LINE_RULES,
     ]
-    assert bool(textlib._ANY_ANCHORED(line)) == any(rule.match(line) for rule in rules)
+    any_rule = textlib._ANY_MARKER_OR_ANCHORED_RULE
+    assert bool(any_rule(line)) == any(rule.match(line) for rule in rules)
 
 
 def test_learnable_line_keys_are_the_keys_of_the_learnable_lines() -> None:
