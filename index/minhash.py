@@ -415,6 +415,40 @@ def containment(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> float:
     return _intersection_size(a, b) / smaller if smaller else 0.0
 
 
+def _legendre_and_derivative(
+    n: int, x: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """P_n(x) and P_n'(x) by the three-term recurrence (``|x| < 1``)."""
+    current, previous = np.ones_like(x), np.zeros_like(x)
+    for degree in range(1, n + 1):
+        current, previous = (
+            ((2 * degree - 1) * x * current - (degree - 1) * previous) / degree,
+            current,
+        )
+    return current, n * (previous - x * current) / ((1.0 - x) * (1.0 + x))
+
+
+def _gauss_legendre(n: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The ``n`` nodes (ascending) and weights of Gauss-Legendre quadrature on [-1, 1].
+
+    What ``np.polynomial.legendre.leggauss`` gives, to a few ulps in the nodes, without
+    its eigenvalue solve: LAPACK wakes OpenBLAS's thread pool, whose threads then spin for
+    about a tenth of a CPU-second (measured) on cores that the preparing workers of
+    ``samestory dedup`` need. Newton's method from the usual cosine guesses instead.
+    """
+    x = np.cos(np.pi * (np.arange(n, 0, -1) - 0.25) / (n + 0.5))
+    for _ in range(100):
+        value, derivative = _legendre_and_derivative(n, x)
+        step = value / derivative
+        x = x - step
+        if float(np.max(np.abs(step))) <= 1e-15:
+            break
+    _value, derivative = _legendre_and_derivative(n, x)
+    weights = 1.0 / ((1.0 - x) * (1.0 + x) * derivative * derivative)
+    weights = (weights + weights[::-1]) / 2.0  # symmetric, as the exact weights are
+    return x, weights * (2.0 / float(weights.sum()))
+
+
 @functools.lru_cache(maxsize=64)
 def _banding(threshold: float, num_perm: int, weights: tuple[float, float]) -> tuple[int, int]:
     """datasketch's ``MinHashLSH._optimal_param``: the (bands, rows) with the least weighted
@@ -426,7 +460,7 @@ def _banding(threshold: float, num_perm: int, weights: tuple[float, float]) -> t
     nodes integrates exactly. ``tests/test_minhash.py`` checks the choice against
     datasketch's over a grid of thresholds, lengths and weights.
     """
-    nodes, node_weights = np.polynomial.legendre.leggauss(num_perm // 2 + 2)
+    nodes, node_weights = _gauss_legendre(num_perm // 2 + 2)
     below = (nodes + 1.0) * (threshold / 2.0)
     below_weights = node_weights * (threshold / 2.0)
     above = threshold + (nodes + 1.0) * ((1.0 - threshold) / 2.0)

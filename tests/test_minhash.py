@@ -161,6 +161,39 @@ def test_banding_without_scipy_equals_datasketchs_over_a_grid(num_perm: int) -> 
             assert _banding(threshold, num_perm, weights) == expected, (threshold, weights)
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 34, 66, 129, 514])
+def test_gauss_legendre_is_numpys_rule_and_exact_for_polynomials(n: int) -> None:
+    from index.minhash import _gauss_legendre
+
+    nodes, weights = _gauss_legendre(n)
+    numpy_nodes, numpy_weights = np.polynomial.legendre.leggauss(n)
+    np.testing.assert_allclose(nodes, numpy_nodes, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(weights, numpy_weights, rtol=1e-9)
+    # Exact, to rounding, for every polynomial of degree below 2n: x^k integrates to
+    # 2 / (k + 1) over [-1, 1] for even k, 0 for odd k.
+    for k in range(2 * n):
+        exact = 2.0 / (k + 1) if k % 2 == 0 else 0.0
+        assert float(np.sum(weights * nodes**k)) == pytest.approx(exact, rel=1e-12, abs=1e-14)
+
+
+def test_banding_wakes_no_blas_threads() -> None:
+    """The LSH set-up does no linear algebra, whose BLAS threads would spin on the cores
+    that ``samestory dedup``'s workers use (see ``_gauss_legendre``)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np\n"
+        "np.linalg.eigvalsh = np.linalg.eigvals = None\n"
+        "from index.minhash import _banding\n"
+        "print(_banding(0.8, 128, (0.5, 0.5)))\n"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert found.stdout.strip() == str(_optimal_param(0.8, 128, 0.5, 0.5))
+
+
 def test_the_engine_path_imports_no_scipy_integrate() -> None:
     import subprocess
     import sys
