@@ -353,10 +353,6 @@ _MAX_ROW_DIGITS = len(str(_MAX_ROW))
 _NO_TERMS = np.empty(0, dtype=np.uint32)
 
 
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def _timestamp(value: float) -> datetime:
     return datetime.fromtimestamp(value, tz=UTC)
 
@@ -466,7 +462,7 @@ def _prepare_articles(
         prepared.append(
             _Prepared(
                 article=article,
-                text_hash=_sha256(article.text),
+                text_hash=article.text_hash,
                 body=body,
                 content_hash=hashlib.sha256(encoded[index]).hexdigest(),
                 shingles=shingles[index],
@@ -1790,7 +1786,7 @@ class Engine(ClosedOnExit):
 
     def _existing(self, article: Article) -> ArticleRow | None:
         row = self._store.article_by_id(article.id)
-        if row is not None and row.text_hash != _sha256(article.text):
+        if row is not None and row.text_hash != article.text_hash:
             raise ConflictError(article.id)
         return row
 
@@ -1928,7 +1924,7 @@ class Engine(ClosedOnExit):
         seen: dict[str, str] = {}
         fresh: list[Article] = []
         for article in articles:
-            digest = _sha256(article.text)
+            digest = article.text_hash
             previous = seen.get(article.id)
             if previous is not None:
                 if previous != digest:

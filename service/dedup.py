@@ -63,7 +63,7 @@ from typing import IO, Any, Literal, TextIO
 import orjson
 from pydantic import ValidationError
 
-from index.article import Article, parse_timestamp
+from index.article import Article, hash_texts, parse_timestamp
 from index.engine import BriefVerdict, Engine, Mode, Preparation, prepare
 from index.errors import (
     ConflictError,
@@ -884,6 +884,8 @@ def _first_pass(
                 if pool is not None and articles:
                     articles = articles[: len(articles) - balance.own]
                 if pool is not None and articles:
+                    # Hashed once, here: the hash goes to the worker with each article.
+                    hash_texts(articles)
                     try:
                         future = pool.submit(
                             prepare,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -97,6 +98,27 @@ def test_an_article_pickles_whole_for_the_preparing_workers() -> None:
         assert restored.published_at is not None and restored.published_at.tzinfo is UTC
     assert copy.deepcopy(article) == article
     assert pickle.loads(pickle.dumps(Article(id="b", text="x"))) == Article(id="b", text="x")
+
+
+def test_the_text_hash_is_computed_once_and_travels_with_a_pickled_article() -> None:
+    import pickle
+
+    from index.article import hash_texts
+
+    text = "نص المقال\nBody \u00e9"
+    expected = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    unhashed = pickle.loads(pickle.dumps(Article(id="a", text=text)))
+    assert "text_hash" not in unhashed.__dict__  # nothing computed, nothing sent
+    assert unhashed.text_hash == expected
+    article = Article(id="a", text=text)
+    hash_texts([article])
+    assert article.__dict__["text_hash"] == expected
+    restored = pickle.loads(pickle.dumps(article))
+    assert restored.__dict__["text_hash"] == expected and restored == article
+    # The hash is not a field: equality and replace() go by the fields, and a replaced
+    # text gets its own hash.
+    other = dataclasses.replace(article, text="other")
+    assert other.text_hash == hashlib.sha256(b"other").hexdigest()
 
 
 def test_boilerplate_only_text_is_refused_and_nothing_is_stored(dedup_engine: Engine) -> None:
