@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import gzip
 import hashlib
 import json
@@ -1406,10 +1407,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def compile_bytecode() -> None:
+    """Compile the project's modules to bytecode caches, as installing a package does.
+
+    Every command timed here starts a fresh interpreter. An editable install leaves the
+    project's modules to be compiled on first import, and where ``PYTHONDONTWRITEBYTECODE``
+    is set (it is on the machines these figures come from) on every import: some 50 ms of
+    each start-up that an installed package does not spend. Caches that are current are
+    left alone; an edited module is compiled again.
+    """
+    for package in ("index", "service", "benchmarks"):
+        compileall.compile_dir(REPO / package, quiet=1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the chosen stages and print the table."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    compile_bytecode()
     for name in ("httpx", "sentence_transformers", "index"):
         logging.getLogger(name).setLevel(logging.WARNING)
     work = RESULTS / "perf-work"

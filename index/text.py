@@ -41,17 +41,22 @@ collapsed. It is idempotent, which the tests check with hypothesis.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import itertools
 import logging
+import os
 import re
 import sys
+import tempfile
 import unicodedata
+import zipfile
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -206,7 +211,15 @@ def _build_translations(codes: Iterable[int] | None = None) -> tuple[_Translatio
     return _Translation(normalize_table, normalize_lut), _Translation(match_table, match_lut)
 
 
-_NORMALIZE, _MATCH = _build_translations()
+def _translation_of(lut: npt.NDArray[np.uint32]) -> _Translation:
+    """The :class:`_Translation` whose lookup table is ``lut``: its str.translate table
+    holds the code points the table moves (what :func:`_build_translations` records)."""
+    (moved,) = np.nonzero(lut != np.arange(lut.shape[0], dtype=np.uint32))
+    table: dict[int, str | None] = {
+        code: None if image == _DELETED else chr(image)
+        for code, image in zip(moved.tolist(), lut[moved].tolist(), strict=True)
+    }
+    return _Translation(table, lut)
 
 
 # ---------------------------------------------------------------------------------------
@@ -249,8 +262,11 @@ def _composing_seconds(blocks: tuple[tuple[int, int], ...]) -> set[int]:
     return seconds | set(range(0x1161, 0x1176)) | set(range(0x11A8, 0x11C3))
 
 
-def _build_fast_luts() -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
-    """Per-character lookup tables for :func:`normalize` and :func:`_match_form`.
+def _build_fast_luts(
+    normalize_lut: npt.NDArray[np.uint32], match_lut: npt.NDArray[np.uint32]
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
+    """Per-character lookup tables for :func:`normalize` and :func:`_match_form`, given the
+    lookup tables of their general mappings (:func:`_build_translations`).
 
     A code point gets an entry (its image: a code point, ``_SPACE`` or ``_DELETED``) only
     when a text made of such code points is mapped character by character, with no
@@ -263,8 +279,6 @@ def _build_fast_luts() -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
     all of Unicode and the fast path against the general one.
     """
     seconds = _composing_seconds(_FAST_BLOCKS)
-    normalize_lut = _NORMALIZE.lut
-    match_lut = _MATCH.lut
     fast_normalize = np.full(sys.maxunicode + 1, _SLOW, dtype=np.uint32)
     fast_match = np.full(sys.maxunicode + 1, _SLOW, dtype=np.uint32)
     for low, high in _FAST_BLOCKS:
@@ -303,7 +317,93 @@ def _build_fast_luts() -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
     return fast_normalize, fast_match
 
 
-_FAST_NORMALIZE, _FAST_MATCH = _build_fast_luts()
+def _build_tables() -> tuple[npt.NDArray[np.uint32], ...]:
+    """The lookup tables of :func:`_build_translations` and :func:`_build_fast_luts`:
+    normalize, match, fast normalize, fast match."""
+    normalize, match = _build_translations()
+    return (normalize.lut, match.lut, *_build_fast_luts(normalize.lut, match.lut))
+
+
+# The tables are a function of this file and of Python's Unicode database; building them
+# looks at every assigned code point (some 50 ms of every start-up), so they are kept in
+# __pycache__ beside the bytecode, as what each table changes: (code points, images).
+_TABLE_DEFAULTS = ("identity", "identity", "slow", "slow")
+
+
+def _table_cache() -> Path | None:
+    try:
+        source = Path(__file__).read_bytes()
+    except OSError:
+        return None
+    key = hashlib.sha256(
+        b"\0".join([source, unicodedata.unidata_version.encode(), str(sys.maxunicode).encode()])
+    ).hexdigest()[:20]
+    return Path(__file__).parent / "__pycache__" / f"text-tables.{key}.npz"
+
+
+def _default_table(kind: str) -> npt.NDArray[np.uint32]:
+    if kind == "identity":
+        return np.arange(sys.maxunicode + 1, dtype=np.uint32)
+    return np.full(sys.maxunicode + 1, _SLOW, dtype=np.uint32)
+
+
+def _load_tables(path: Path) -> tuple[npt.NDArray[np.uint32], ...] | None:
+    """The tables stored at ``path``, or None where it is missing or not whole."""
+    try:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as stored:
+            changes = [(stored[f"codes{i}"], stored[f"images{i}"]) for i in range(4)]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    tables = []
+    for kind, (codes, images) in zip(_TABLE_DEFAULTS, changes, strict=True):
+        table = _default_table(kind)
+        if codes.dtype != np.int64 or images.dtype != np.uint32 or codes.shape != images.shape:
+            return None
+        if codes.size and (int(codes.min()) < 0 or int(codes.max()) > sys.maxunicode):
+            return None
+        table[codes] = images
+        tables.append(table)
+    return tuple(tables)
+
+
+def _save_tables(path: Path, tables: Sequence[npt.NDArray[np.uint32]]) -> None:
+    """Store ``tables`` at ``path`` atomically; where it cannot be written, nothing is."""
+    arrays: dict[str, npt.NDArray[Any]] = {}
+    for i, (kind, table) in enumerate(zip(_TABLE_DEFAULTS, tables, strict=True)):
+        (codes,) = np.nonzero(table != _default_table(kind))
+        arrays[f"codes{i}"] = codes.astype(np.int64)
+        arrays[f"images{i}"] = table[codes]
+    try:
+        path.parent.mkdir(exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as out:
+            np.savez(out, **arrays)  # type: ignore[arg-type]
+        os.chmod(out.name, 0o644)  # readable like the bytecode beside it
+        os.replace(out.name, path)
+    except OSError:
+        logger.debug("the text tables cannot be cached at %s", path, exc_info=True)
+        with contextlib.suppress(OSError, UnboundLocalError):
+            os.unlink(out.name)
+        return
+    for stale in path.parent.glob("text-tables.*.npz"):  # those of earlier versions
+        if stale != path:
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+
+def _tables() -> tuple[npt.NDArray[np.uint32], ...]:
+    """The four lookup tables, from the cache where it holds them, else built (and cached)."""
+    path = _table_cache()
+    loaded = None if path is None else _load_tables(path)
+    if loaded is not None:
+        return loaded
+    built = _build_tables()
+    if path is not None:
+        _save_tables(path, built)
+    return built
+
+
+_NORMALIZE_LUT, _MATCH_LUT, _FAST_NORMALIZE, _FAST_MATCH = _tables()
+_NORMALIZE, _MATCH = _translation_of(_NORMALIZE_LUT), _translation_of(_MATCH_LUT)
 
 
 @native

@@ -24,3 +24,6 @@ if [ -n "${TORCH_INDEX_URL:-}" ]; then
 fi
 .venv/bin/python -m pip install --quiet "${torch_index[@]}" torch==2.13.0
 .venv/bin/python -m pip install --quiet -e '.[dev]'
+# An editable install leaves the modules to be compiled on first import, and on every
+# import where PYTHONDONTWRITEBYTECODE is set: compiled now, start-up does not pay for it.
+.venv/bin/python -m compileall -q index service

@@ -63,7 +63,7 @@ from typing import IO, Any, Literal, TextIO
 import orjson
 from pydantic import ValidationError
 
-from index.article import Article, hash_texts, parse_timestamp
+from index.article import Article, hash_texts, is_blank, parse_timestamp
 from index.engine import BriefVerdict, Engine, Mode, Preparation, prepare
 from index.errors import (
     ConflictError,
@@ -357,7 +357,7 @@ def to_article(record: Record, fields: FieldMap, article_id: str) -> Article:
         InvalidArticleError: no usable text, a bad date or another invalid field.
     """
     text = record.get(fields.text)
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or is_blank(text):
         found = (
             "is missing"
             if text is None

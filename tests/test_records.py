@@ -320,3 +320,10 @@ def test_any_text_round_trips_through_every_format(
         for start in range(0, len(records), size):
             writer.write(records[start : start + size])
     assert [record for _line, record in _read_all(path, size)] == records
+
+
+@given(st.text(alphabet=st.sampled_from(" \t\n\r\x0b\x0c\x1c\x85\xa0\u2028\u3000\u200bab")))
+def test_is_blank_is_not_strip(text: str) -> None:
+    from index.article import is_blank
+
+    assert is_blank(text) == (not text.strip())

@@ -1154,6 +1154,44 @@ def test_split_lines_serves_clean_and_learnable_keys_alike(text: str) -> None:
         assert textlib.clean_lines(lines, learned=learned) == textlib.clean(text, learned=learned)
 
 
+def test_the_cached_tables_are_the_built_ones(tmp_path: Path) -> None:
+    built = textlib._build_tables()
+    # What this import of the module holds (loaded from the cache, or built and cached).
+    held = (
+        textlib._NORMALIZE.lut,
+        textlib._MATCH.lut,
+        textlib._FAST_NORMALIZE,
+        textlib._FAST_MATCH,
+    )
+    for table, expected in zip(held, built, strict=True):
+        assert np.array_equal(table, expected)
+    normalize, match = textlib._build_translations()
+    assert list(textlib._NORMALIZE.table.items()) == list(normalize.table.items())
+    assert list(textlib._MATCH.table.items()) == list(match.table.items())
+    # A round trip through a cache file.
+    path = tmp_path / "__pycache__" / "text-tables.test.npz"
+    stale = tmp_path / "__pycache__" / "text-tables.older.npz"
+    stale.parent.mkdir()
+    stale.write_bytes(b"an earlier version's tables")
+    textlib._save_tables(path, built)
+    assert not stale.exists()
+    loaded = textlib._load_tables(path)
+    assert loaded is not None
+    for table, expected in zip(loaded, built, strict=True):
+        assert table.dtype == np.uint32 and np.array_equal(table, expected)
+    # A file cut short or not a cache is not used; a place that cannot be written is
+    # left alone.
+    path.write_bytes(path.read_bytes()[:1000])
+    assert textlib._load_tables(path) is None
+    path.write_bytes(b"not a table")
+    assert textlib._load_tables(path) is None
+    assert textlib._load_tables(tmp_path / "missing.npz") is None
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    textlib._save_tables(blocker / "text-tables.x.npz", built)  # its parent is a file
+    assert blocker.read_text() == ""
+
+
 def test_translations_equal_a_scan_of_every_code_point() -> None:
     # The build looks only at some code points (see _SCANNED_RANGES and _candidates);
     # the same build over all of Unicode must give the same tables, in the same order.
