@@ -52,7 +52,7 @@ class Article:
     def text_hash(self) -> str:
         """SHA-256 of the text's UTF-8, in hex: what the store keeps to tell whether an id
         comes back with the same text. Computed once per article, and pickled with it."""
-        return text_hash(self.text)
+        return hash_text(self.text)
 
     def __reduce__(self) -> tuple[Callable[..., Article], tuple[object, ...]]:
         # Batch work pickles every article to a worker process. The default protocol (a
@@ -69,12 +69,12 @@ def is_blank(text: str) -> bool:
     return not text or text.isspace()
 
 
-def text_hash(text: str) -> str:
+def hash_text(text: str) -> str:
     """:attr:`Article.text_hash` of an article with this text."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def hash_texts(articles: Iterable[Article]) -> None:
+def compute_text_hashes(articles: Iterable[Article]) -> None:
     """Compute each article's :attr:`~Article.text_hash` now: before pickling articles to
     another process, so that both ends have it for one computation."""
     for article in articles:

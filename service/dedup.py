@@ -63,7 +63,7 @@ from typing import IO, Any, Literal, TextIO
 import orjson
 from pydantic import ValidationError
 
-from index.article import Article, hash_texts, is_blank, parse_timestamp
+from index.article import Article, compute_text_hashes, is_blank, parse_timestamp
 from index.engine import BriefVerdict, Engine, Mode, Preparation, prepare
 from index.errors import (
     ConflictError,
@@ -885,7 +885,7 @@ def _first_pass(
                     articles = articles[: len(articles) - balance.own]
                 if pool is not None and articles:
                     # Hashed once, here: the hash goes to the worker with each article.
-                    hash_texts(articles)
+                    compute_text_hashes(articles)
                     try:
                         future = pool.submit(
                             prepare,

@@ -104,7 +104,7 @@ def test_an_article_pickles_whole_for_the_preparing_workers() -> None:
 def test_the_text_hash_is_computed_once_and_travels_with_a_pickled_article() -> None:
     import pickle
 
-    from index.article import hash_texts
+    from index.article import compute_text_hashes
 
     text = "نص المقال\nBody \u00e9"
     expected = hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -112,7 +112,7 @@ def test_the_text_hash_is_computed_once_and_travels_with_a_pickled_article() -> 
     assert "text_hash" not in unhashed.__dict__  # nothing computed, nothing sent
     assert unhashed.text_hash == expected
     article = Article(id="a", text=text)
-    hash_texts([article])
+    compute_text_hashes([article])
     assert article.__dict__["text_hash"] == expected
     restored = pickle.loads(pickle.dumps(article))
     assert restored.__dict__["text_hash"] == expected and restored == article
