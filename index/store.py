@@ -34,12 +34,6 @@ SCHEMA_VERSION = 4
 
 Synchronous = Literal["full", "normal", "off"]
 
-# SQLite's page size for new stores (an existing store keeps its own). An article row
-# (text, shingles, signature, terms, vector) is several kilobytes: on 4 KiB pages most
-# rows spill into overflow pages, on 16 KiB pages most fit in one. samestory dedup on
-# SaudiNewsNet: inserting and committing its 31k articles 0.50 -> 0.44 s.
-PAGE_SIZE = 16384
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -299,8 +293,6 @@ class Store:
             path, check_same_thread=False, isolation_level=None
         )
         connection = self._connection
-        # Only a new database takes it, and only before the log is switched to WAL.
-        connection.execute(f"PRAGMA page_size={PAGE_SIZE}")
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(f"PRAGMA synchronous={synchronous.upper()}")
         connection.execute("PRAGMA foreign_keys=ON")

@@ -17,7 +17,6 @@ import sys
 import textwrap
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -1414,27 +1413,6 @@ def test_a_scratch_store_journals_in_memory_and_readers_see_only_commits(
     assert reader.execute("SELECT articles FROM source_lines").fetchall() == [(5,)]
     reader.close()
     store.close()
-
-
-def test_a_new_store_takes_large_pages_and_an_older_store_keeps_its_own(tmp_path: Path) -> None:
-    from index.store import PAGE_SIZE, Store
-
-    store = Store(tmp_path / "new.sqlite3", fingerprint="f", stored_fields={})
-    assert store.connection.execute("PRAGMA page_size").fetchone() == (PAGE_SIZE,)
-    assert store.connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    store.close()
-    older = tmp_path / "older.sqlite3"
-    with closing(sqlite3.connect(older)) as connection:
-        connection.execute("PRAGMA page_size=4096")
-        connection.execute("CREATE TABLE t (x)")
-    store = Store(older, fingerprint="f", stored_fields={})
-    assert store.connection.execute("PRAGMA page_size").fetchone() == (4096,)
-    with store.transaction():
-        store.count_lines("a", ["k"], delta=2)
-    store.close()
-    reopened = Store(tmp_path / "new.sqlite3", fingerprint="f", stored_fields={})
-    assert reopened.connection.execute("PRAGMA page_size").fetchone() == (PAGE_SIZE,)
-    reopened.close()
 
 
 def test_document_frequencies_added_at_once_equal_those_added_one_by_one() -> None:
