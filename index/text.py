@@ -46,7 +46,6 @@ import hashlib
 import importlib
 import itertools
 import logging
-import os
 import re
 import sys
 import tempfile
@@ -373,16 +372,19 @@ def _save_tables(path: Path, tables: Sequence[npt.NDArray[np.uint32]]) -> None:
         (codes,) = np.nonzero(table != _default_table(kind))
         arrays[f"codes{i}"] = codes.astype(np.int64)
         arrays[f"images{i}"] = table[codes]
+    temporary: Path | None = None
     try:
         path.parent.mkdir(exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as out:
+            temporary = Path(out.name)
             np.savez(out, **arrays)  # type: ignore[arg-type]
-        os.chmod(out.name, 0o644)  # readable like the bytecode beside it
-        os.replace(out.name, path)
+        temporary.chmod(0o644)  # readable like the bytecode beside it
+        temporary.replace(path)
     except OSError:
         logger.debug("the text tables cannot be cached at %s", path, exc_info=True)
-        with contextlib.suppress(OSError, UnboundLocalError):
-            os.unlink(out.name)
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
         return
     for stale in path.parent.glob("text-tables.*.npz"):  # those of earlier versions
         if stale != path:
