@@ -832,6 +832,44 @@ def test_normalizing_with_the_spaceless_flags_equals_asking_each_text(texts: lis
     assert spaceless == [textlib.is_spaceless(text) for text in normalized]
 
 
+# Every character str.splitlines splits at, runs of spaces and tabs, and text around them.
+_LINE_BREAKS = [
+    "\n",
+    "\r",
+    "\r\n",
+    "\x0b",
+    "\x0c",
+    "\x1c",
+    "\x1d",
+    "\x1e",
+    "\x85",
+    "\u2028",
+    "\u2029",
+]
+_LINE_PIECES = st.sampled_from([*_LINE_BREAKS, " ", "\t", "\u3000", "\xa0", "أعلنت", "ab", "Z"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_LINE_PIECES, max_size=12).map("".join))
+def test_stripped_lines_are_those_of_splitlines(text: str) -> None:
+    expected = [line for line in (raw.strip() for raw in text.splitlines()) if line]
+    assert textlib._stripped_lines(text) == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=0x700)) | _mixed_text)
+def test_has_ascii_letter_is_the_regular_expression(text: str) -> None:
+    assert textlib._has_ascii_letter(text) == (re.search("[A-Za-z]", text) is not None)
+
+
+def test_the_line_breaks_beside_newline_are_those_of_splitlines() -> None:
+    # Every code point that splitlines splits at but "\n" is in the list, and no other.
+    breaks = {
+        chr(code) for code in range(sys.maxunicode + 1) if len(f"a{chr(code)}b".splitlines()) == 2
+    }
+    assert breaks - {"\n"} == set(textlib._OTHER_LINE_BREAKS)
+
+
 def test_the_spaceless_flags_are_read_for_fast_and_general_texts() -> None:
     # "々〆" take the fast way to code points above the first spaceless script, whose
     # ranges they are not in: they are scanned, and found not spaceless.
