@@ -1104,7 +1104,11 @@ BYLINE_WORDS: tuple[str, ...] = (
     "د ب أ", "أ ش أ", "خاص", "agencies", "reuters", "afp", "ap", "dpa", "staff",
 )  # fmt: skip
 BYLINE_MAX_CHARS = 60
-_BYLINE_SPLIT_RE = re.compile(r"\s*[–—\-ـ/|]+\s*")
+# What separates a byline's parts (a character class's contents).
+_BYLINE_MARKS = r"–—\-ـ/|"
+_BYLINE_SPLIT_RE = re.compile(rf"\s*[{_BYLINE_MARKS}]+\s*")
+# A line without one is one part, no byline: found without splitting it.
+_BYLINE_MARK_RE = re.compile(rf"[{_BYLINE_MARKS}]")
 
 MONTH_WORDS: tuple[str, ...] = (
     "يناير", "فبراير", "مارس", "أبريل", "إبريل", "مايو", "يونيو", "يونيه", "يوليو", "يوليه",
@@ -1518,7 +1522,7 @@ def _ends_a_sentence(line: str) -> bool:
 
 
 def _is_byline(line: str) -> bool:
-    if len(line) > BYLINE_MAX_CHARS:
+    if len(line) > BYLINE_MAX_CHARS or not _BYLINE_MARK_RE.search(line):
         return False
     parts = [part for part in _BYLINE_SPLIT_RE.split(line) if part.strip()]
     return len(parts) >= 2 and any(normalize(part) in _BYLINE_SET for part in parts)
@@ -1579,12 +1583,14 @@ def _line_reason(
         if normalized in _NAVIGATION_SET:
             return "navigation"
         # Only a line of share words, two or more: most lines fail at the first word,
-        # found without splitting the whole line.
-        first = normalized.split(None, 1)
+        # found without splitting the line. A normal form's only separators are single
+        # spaces, which str.find finds without looking each character up in the Unicode
+        # database as str.split(None, 1) does.
+        space = normalized.find(" ")
         if (
-            len(first) == 2
-            and first[0] in _SHARE_SET
-            and all(token in _SHARE_SET for token in normalized.split())
+            space > 0
+            and normalized[:space] in _SHARE_SET
+            and all(token in _SHARE_SET for token in normalized.split(" "))
         ):
             return "navigation"
     if mask is None:
