@@ -63,7 +63,13 @@ from typing import IO, Any, Literal, TextIO
 import orjson
 from pydantic import ValidationError
 
-from index.article import Article, compute_text_hashes, is_blank, parse_timestamp
+from index.article import (
+    Article,
+    is_blank,
+    parse_timestamp,
+    pickle_with_hashes,
+    unpickle_with_hashes,
+)
 from index.engine import BriefVerdict, Engine, Mode, Preparation, prepare
 from index.errors import (
     ConflictError,
@@ -72,6 +78,7 @@ from index.errors import (
     InvalidDateError,
     SamestoryError,
 )
+from index.params import Parameters
 from service.records import (
     BadRecord,
     FileFormat,
@@ -884,12 +891,12 @@ def _first_pass(
                 if pool is not None and articles:
                     articles = articles[: len(articles) - balance.own]
                 if pool is not None and articles:
-                    # Hashed once, here: the hash goes to the worker with each article.
-                    compute_text_hashes(articles)
+                    payload, hashes = pickle_with_hashes(articles)
                     try:
                         future = pool.submit(
-                            prepare,
-                            articles,
+                            _prepare_pickled,
+                            payload,
+                            hashes,
                             params,
                             store=store_file,
                             bodies=with_bodies,
@@ -909,6 +916,21 @@ def _first_pass(
             for _parsed, pending in queue:
                 if pending is not None:
                     pending.cancel()
+
+
+def _prepare_pickled(
+    payload: bytes,
+    hashes: list[str],
+    params: Parameters,
+    *,
+    store: Path | None,
+    bodies: bool,
+    terms: bool,
+) -> Preparation:
+    """:func:`~index.engine.prepare` of the articles of :func:`pickle_with_hashes`, in a
+    worker."""
+    articles = unpickle_with_hashes(payload, hashes)
+    return prepare(articles, params, store=store, bodies=bodies, terms=terms)
 
 
 def _write(writer: RecordWriter, records: list[Record | bytes]) -> None:

@@ -103,7 +103,7 @@ def test_an_article_pickles_whole_for_the_preparing_workers() -> None:
 def test_the_text_hash_is_computed_once_and_travels_with_a_pickled_article() -> None:
     import pickle
 
-    from index.article import compute_text_hashes
+    from index.article import pickle_with_hashes, unpickle_with_hashes
 
     text = "نص المقال\nBody \u00e9"
     expected = hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -111,10 +111,20 @@ def test_the_text_hash_is_computed_once_and_travels_with_a_pickled_article() -> 
     assert "text_hash" not in unhashed.__dict__  # nothing computed, nothing sent
     assert unhashed.text_hash == expected
     article = Article(id="a", text=text)
-    compute_text_hashes([article])
-    assert article.__dict__["text_hash"] == expected
+    article.text_hash  # noqa: B018 -- computed and cached by the property
     restored = pickle.loads(pickle.dumps(article))
     assert restored.__dict__["text_hash"] == expected and restored == article
+    # Batch work pickles a chunk first, then hashes (the text's UTF-8 form is then cached
+    # in the string) and sends the hashes beside it.
+    articles = [Article(id="b", text=text), Article(id="c", text="other")]
+    payload, hashes = pickle_with_hashes(articles)
+    assert hashes == [expected, hashlib.sha256(b"other").hexdigest()]
+    assert all("text_hash" in sent.__dict__ for sent in articles)
+    received = unpickle_with_hashes(payload, hashes)
+    assert received == articles
+    assert [item.__dict__["text_hash"] for item in received] == hashes
+    with pytest.raises(ValueError):
+        unpickle_with_hashes(payload, hashes[:1])
     # The hash is not a field: equality and replace() go by the fields, and a replaced
     # text gets its own hash.
     other = dataclasses.replace(article, text="other")
