@@ -891,6 +891,8 @@ def _first_pass(
                 if pool is not None and articles:
                     articles = articles[: len(articles) - balance.own]
                 if pool is not None and articles:
+                    # Pickled here, then hashed once (from the UTF-8 form pickling left
+                    # in each text); the worker gets both.
                     payload, hashes = pickle_with_hashes(articles)
                     try:
                         future = pool.submit(
