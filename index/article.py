@@ -59,8 +59,9 @@ class Article:
         # Batch work pickles every article to a worker process. The default protocol (a
         # new object, then its __dict__ as state) took 0.28 s for SaudiNewsNet's 31k
         # articles in the sending process, the fields in a tuple 0.10 s. The text hash
-        # goes along where it was computed: the worker needs it, and computing it again
-        # there (encoding the text, hashing it) took 0.2 CPU-s on SaudiNewsNet.
+        # goes along where it was computed, so the receiver need not encode and hash the
+        # text again. (Batch work pickles before it hashes, and sends the hashes beside
+        # the articles: see pickle_with_hashes.)
         return (_restored, (*_field_values(self), self.__dict__.get("text_hash")))
 
 
