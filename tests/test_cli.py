@@ -183,3 +183,34 @@ def test_compile_kernels_fills_numba_cache_for_a_fresh_process(tmp_path: Path) -
         "minhash._intersection_size",
     ):
         assert kernel in cached, sorted(cached)
+
+
+def test_the_entry_point_loads_the_commands_uncollected_and_freezes_them() -> None:
+    # A fresh interpreter: command() freezes every object alive, the test process's too.
+    code = (
+        "import gc, sys\n"
+        "from service import cli\n"
+        "seen = []\n"
+        "gc.callbacks.append(lambda phase, info: seen.append(phase))\n"
+        "sys.argv = ['samestory', '--help']\n"
+        "try:\n"
+        "    cli.command()\n"
+        "except SystemExit as exited:\n"
+        "    status = exited.code\n"
+        "loaded = 'service.dedup' in sys.modules and 'numba' in sys.modules\n"
+        "frozen = gc.get_freeze_count() > 100_000\n"
+        "print(status, loaded, seen.count('start'), gc.isenabled(), frozen)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+
+    assert done.stdout.strip().splitlines()[-1] == "0 True 0 True True"
+    assert "usage: samestory" in done.stdout
+
+
+def test_the_installed_script_runs_the_entry_point() -> None:
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert project["project"]["scripts"] == {"samestory": "service.cli:command"}
