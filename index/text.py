@@ -414,26 +414,23 @@ def _fold_kernel(
 ) -> int:
     """Map ``units`` through ``lut`` into ``out`` with whitespace collapsed and trimmed.
 
-    Returns the length written, or -1 at the first code point the table marks slow.
+    Returns the length written, or -1 when a code point the table marks slow is there.
     """
     count = 0
-    space = False
+    after_space = True
+    slow = False
     for unit in units:
         image = lut[unit]
-        if image == _DELETED:
-            continue
-        if image == _SLOW:
-            return -1
-        if image == _SPACE:
-            space = count > 0
-            continue
-        if space:
-            out[count] = _SPACE
-            count += 1
-            space = False
+        slow |= image == _SLOW
+        # Without a branch on the kind of image (see _fold_many_kernel).
+        is_space = image == _SPACE
+        keep = image < _SLOW and not (is_space and after_space)
         out[count] = image
-        count += 1
-    return count
+        count += keep
+        after_space = is_space if keep else after_space
+    if slow:
+        return -1
+    return count - 1 if after_space and count else count
 
 
 def _fast_fold(text: str, lut: npt.NDArray[np.uint32]) -> str | None:
@@ -457,34 +454,35 @@ def _fold_many_kernel(
     """:func:`_fold_kernel` of each segment ``units[ends[i - 1]:ends[i]]``, written one after
     another into ``out``; ``out_ends[i]`` is where segment ``i`` ends there, or -1 when it
     holds a code point the table marks slow (it then takes no room). Returns the length
-    written."""
+    written.
+
+    Every image is written and the count moves past the ones kept: a space only after a
+    kept image that is not one, nothing deleted or slow. Branches on the kind of each
+    image, which spaces make unpredictable, took 2.9 ns a code point, this 2.2 (a trailing
+    space is written and then taken back; writes stay within ``out``, which is as long as
+    ``units``, since nothing maps to more than one code point).
+    """
     count = 0
     start = 0
     for segment in range(ends.shape[0]):
         end = ends[segment]
         first = count
-        space = False
+        after_space = True  # leading spaces are dropped
         slow = False
         for k in range(start, end):
             image = lut[units[k]]
-            if image == _DELETED:
-                continue
-            if image == _SLOW:
-                slow = True
-                break
-            if image == _SPACE:
-                space = count > first
-                continue
-            if space:
-                out[count] = _SPACE
-                count += 1
-                space = False
+            slow |= image == _SLOW
+            is_space = image == _SPACE
+            keep = image < _SLOW and not (is_space and after_space)
             out[count] = image
-            count += 1
+            count += keep
+            after_space = is_space if keep else after_space
         if slow:
             count = first
             out_ends[segment] = -1
         else:
+            if after_space and count > first:
+                count -= 1
             out_ends[segment] = count
         start = end
     return count
@@ -1370,24 +1368,122 @@ def _literal_masks_kernel(
 ) -> None:
     """``masks[i]``: the rules' bits of every literal in ``units[ends[i - 1]:ends[i]]``,
     and ``letters[i]`` whether that holds an ASCII letter (0 and False where ``ends[i]`` is
-    -1: that segment takes no room in ``units``)."""
-    start = 0
+    -1: that segment takes no room in ``units``).
+
+    Each step of the automaton waits for the one before it (its table, 350 KB, is read
+    from the L2 cache): the segments are taken as two lanes, the first half of the code
+    points and the second, stepped together so that the two waits overlap (3.6 -> 2.0 ns
+    a code point).
+    """
+    n = ends.shape[0]
     size = symbols.shape[0]
-    for segment in range(ends.shape[0]):
-        end = ends[segment]
-        state = 0
-        mask = np.uint64(0)
-        letter = False
-        for k in range(start, end):
-            unit = units[k]
-            state = moves[state, symbols[unit] if unit < size else 0]
-            mask |= found[state]
-            if unit < 128 and (65 <= unit <= 90 or 97 <= unit <= 122):
-                letter = True
-        masks[segment] = mask
-        letters[segment] = letter
-        if end >= 0:
-            start = end
+    # Lane a takes segments [0, split), lane b [split, n); b starts at the first segment
+    # that starts at or past half of the code points.
+    total = 0
+    for segment in range(n):
+        total = max(total, ends[segment])
+    split = n
+    start_b = total
+    start = 0
+    for segment in range(n):
+        if start >= total // 2:
+            split = segment
+            start_b = start
+            break
+        if ends[segment] >= 0:
+            start = ends[segment]
+    # Each lane: its segment, where it has got to and where the segment ends, the state.
+    # Each starts at the end of the segment before its first.
+    ia, ka, ea = -1, 0, 0
+    ib, kb, eb = split - 1, start_b, start_b
+    state_a, mask_a, letter_a = 0, np.uint64(0), False
+    state_b, mask_b, letter_b = 0, np.uint64(0), False
+    while True:
+        if ka == ea:  # lane a is at the end of its segment (or before its first)
+            if ia >= 0:
+                masks[ia], letters[ia] = mask_a, letter_a
+            state_a, mask_a, letter_a = 0, np.uint64(0), False
+            ia += 1
+            while ia < split and ends[ia] < 0:
+                masks[ia], letters[ia] = 0, False
+                ia += 1
+            if ia >= split:
+                break
+            ea = int(ends[ia])
+        if kb == eb:
+            if ib >= split:
+                masks[ib], letters[ib] = mask_b, letter_b
+            state_b, mask_b, letter_b = 0, np.uint64(0), False
+            ib += 1
+            while ib < n and ends[ib] < 0:
+                masks[ib], letters[ib] = 0, False
+                ib += 1
+            if ib >= n:
+                break
+            eb = int(ends[ib])
+        steps = min(ea - ka, eb - kb)
+        for j in range(steps):
+            unit_a = units[ka + j]
+            unit_b = units[kb + j]
+            state_a = moves[state_a, symbols[unit_a] if unit_a < size else 0]
+            state_b = moves[state_b, symbols[unit_b] if unit_b < size else 0]
+            mask_a |= found[state_a]
+            mask_b |= found[state_b]
+            letter_a |= bool(np.uint32((unit_a | 32) - 97) < 26)
+            letter_b |= bool(np.uint32((unit_b | 32) - 97) < 26)
+        ka += steps
+        kb += steps
+    # One lane is done; the other finishes alone, its current segment first.
+    for lane in range(2):
+        if lane == 0:
+            first, last = 0, split
+            index, position, state, mask, letter = ia, ka, state_a, mask_a, letter_a
+        else:
+            first, last = split, n
+            index, position, state, mask, letter = ib, kb, state_b, mask_b, letter_b
+        if index >= last:
+            continue
+        if index >= first:  # the lane stopped inside this segment
+            rest_mask, rest_letter = _literal_scan_from(
+                units, position, ends[index], state, symbols, moves, found
+            )
+            masks[index] = mask | rest_mask
+            letters[index] = letter or rest_letter
+            position = ends[index]
+        index += 1
+        while index < last:
+            end = ends[index]
+            if end < 0:
+                masks[index], letters[index] = 0, False
+            else:
+                masks[index], letters[index] = _literal_scan_from(
+                    units, position, end, 0, symbols, moves, found
+                )
+                position = end
+            index += 1
+
+
+@native
+def _literal_scan_from(
+    units: npt.NDArray[np.uint32],
+    start: int,
+    end: int,
+    state: int,
+    symbols: npt.NDArray[np.uint16],
+    moves: npt.NDArray[np.int32],
+    found: npt.NDArray[np.uint64],
+) -> tuple[np.uint64, bool]:
+    """The rules' bits of every literal ending in ``units[start:end]``, read from the
+    automaton's ``state``, and whether that holds an ASCII letter."""
+    size = symbols.shape[0]
+    mask = np.uint64(0)
+    letter = False
+    for k in range(start, end):
+        unit = units[k]
+        state = moves[state, symbols[unit] if unit < size else 0]
+        mask |= found[state]
+        letter |= bool(np.uint32((unit | 32) - 97) < 26)  # [A-Za-z], without a branch
+    return mask, letter
 
 
 _LITERAL_SYMBOLS, _LITERAL_MOVES, _LITERAL_FOUND = _literal_automaton(
