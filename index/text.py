@@ -1403,10 +1403,7 @@ def _literal_masks_kernel(
             if ia >= 0:
                 masks[ia], letters[ia] = mask_a, letter_a
             state_a, mask_a, letter_a = 0, np.uint64(0), False
-            ia += 1
-            while ia < split and ends[ia] < 0:
-                masks[ia], letters[ia] = 0, False
-                ia += 1
+            ia = _next_segment(ends, ia, split, masks, letters)
             if ia >= split:
                 break
             ea = int(ends[ia])
@@ -1414,10 +1411,7 @@ def _literal_masks_kernel(
             if ib >= split:
                 masks[ib], letters[ib] = mask_b, letter_b
             state_b, mask_b, letter_b = 0, np.uint64(0), False
-            ib += 1
-            while ib < n and ends[ib] < 0:
-                masks[ib], letters[ib] = 0, False
-                ib += 1
+            ib = _next_segment(ends, ib, n, masks, letters)
             if ib >= n:
                 break
             eb = int(ends[ib])
@@ -1461,6 +1455,23 @@ def _literal_masks_kernel(
                 )
                 position = end
             index += 1
+
+
+@native
+def _next_segment(
+    ends: npt.NDArray[np.int64],
+    index: int,
+    last: int,
+    masks: npt.NDArray[np.uint64],
+    letters: npt.NDArray[np.bool_],
+) -> int:
+    """The first segment after ``index`` (before ``last``) that takes room in the code
+    points, or ``last``; those skipped get no bits and no letter."""
+    index += 1
+    while index < last and ends[index] < 0:
+        masks[index], letters[index] = 0, False
+        index += 1
+    return index
 
 
 @native
