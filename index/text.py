@@ -1428,33 +1428,49 @@ def _literal_masks_kernel(
         ka += steps
         kb += steps
     # One lane is done; the other finishes alone, its current segment first.
-    for lane in range(2):
-        if lane == 0:
-            first, last = 0, split
-            index, position, state, mask, letter = ia, ka, state_a, mask_a, letter_a
-        else:
-            first, last = split, n
-            index, position, state, mask, letter = ib, kb, state_b, mask_b, letter_b
-        if index >= last:
-            continue
-        if index >= first:  # the lane stopped inside this segment
-            rest_mask, rest_letter = _literal_scan_from(
-                units, position, ends[index], state, symbols, moves, found
-            )
-            masks[index] = mask | rest_mask
-            letters[index] = letter or rest_letter
-            position = ends[index]
-        index += 1
-        while index < last:
-            end = ends[index]
-            if end < 0:
-                masks[index], letters[index] = 0, False
-            else:
-                masks[index], letters[index] = _literal_scan_from(
-                    units, position, end, 0, symbols, moves, found
-                )
-                position = end
-            index += 1
+    lane_a = (ia, 0, split, ka, state_a, mask_a, letter_a)
+    lane_b = (ib, split, n, kb, state_b, mask_b, letter_b)
+    _finish_lane(units, ends, *lane_a, symbols, moves, found, masks, letters)
+    _finish_lane(units, ends, *lane_b, symbols, moves, found, masks, letters)
+
+
+@native
+def _finish_lane(
+    units: npt.NDArray[np.uint32],
+    ends: npt.NDArray[np.int64],
+    index: int,
+    first: int,
+    last: int,
+    position: int,
+    state: int,
+    mask: np.uint64,
+    letter: bool,
+    symbols: npt.NDArray[np.uint16],
+    moves: npt.NDArray[np.int32],
+    found: npt.NDArray[np.uint64],
+    masks: npt.NDArray[np.uint64],
+    letters: npt.NDArray[np.bool_],
+) -> None:
+    """The rest of a lane's segments ``[first, last)`` one at a time: segment ``index``
+    from ``position`` with the automaton's ``state`` and what it found so far, where the
+    lane stopped inside it (``index >= first``), then the segments after it."""
+    if index >= last:
+        return
+    if index >= first:
+        rest_mask, rest_letter = _literal_scan_from(
+            units, position, ends[index], state, symbols, moves, found
+        )
+        masks[index] = mask | rest_mask
+        letters[index] = letter or rest_letter
+        position = ends[index]
+    index = _next_segment(ends, index, last, masks, letters)
+    while index < last:
+        end = ends[index]
+        masks[index], letters[index] = _literal_scan_from(
+            units, position, end, 0, symbols, moves, found
+        )
+        position = end
+        index = _next_segment(ends, index, last, masks, letters)
 
 
 @native

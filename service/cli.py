@@ -120,10 +120,9 @@ def _loaded_uncollected() -> Iterator[None]:
     Loading the dedup command's modules (numba's above all) makes ~120,000 objects that
     live as long as the process: the collector walked them ~300 times while they loaded,
     in the start of a ``samestory dedup`` run, when one core is idle (a 20-article run:
-    0.57 -> 0.52 s). The
-    loaded objects are then moved out of its sight (:func:`gc.freeze`, which forked
-    workers inherit), the ~1,700 the imports left unreachable with them. A process entry
-    point only: this freezes everything alive, whoever made it.
+    0.57 -> 0.52 s). The loaded objects are then moved out of its sight (:func:`gc.freeze`,
+    which forked workers inherit), the ~1,700 the imports left unreachable with them. A
+    process entry point only: this freezes everything alive, whoever made it.
     """
     enabled = gc.isenabled()
     gc.disable()
