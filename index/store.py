@@ -23,7 +23,7 @@ from index.errors import IndexMismatchError, StorageFullError, StoreClosedError
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Version 2 added articles.evidence (index.dates): NULL where not computed yet, which the
 # engine fills for a version-1 store's story articles when it opens it.
 # Version 3 added the copies table (each copy's verified earlier copies); articles stored
@@ -31,8 +31,23 @@ SCHEMA_VERSION = 4
 # Version 4 added the deletions table (what each deletion took from the indexes, so that a
 # snapshot taken before it can be brought up to date); deletions made before it are not
 # there, and a snapshot older than them is rebuilt from the record as before.
+# Version 5 indexes the content hashes by their first 12 hex digits (an index on an
+# expression, :data:`_CONTENT_KEY`) instead of whole: the same lookups, each match then
+# checked against the whole hash. The whole-hash index of a store opened again is dropped
+# and the new one built, once.
 
 Synchronous = Literal["full", "normal", "off"]
+
+# What the articles' content-hash index holds of each hash: 48 of its 256 bits. A content
+# hash is random, so each insert lands at a random place of that index; SaudiNewsNet's
+# 31,030 rows cost 0.27 s of inserting and committing with the whole 64-digit hashes, 0.06 s
+# with these 12 (4x the keys a page; a batch dirties fewer pages). Lookups name both the
+# prefix (to use the index) and the whole hash; two hashes sharing a prefix only cost a row
+# read. The whole hash is compared as ``+content_hash``: a plain ``content_hash = ?`` lets
+# SQLite put that constant into the prefix expression, which then no longer matches the
+# index, and the lookup scans the table.
+_CONTENT_KEY = "substr(content_hash, 1, 12)"
+_CONTENT_KEY_CHARS = 12
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -62,7 +77,8 @@ CREATE TABLE IF NOT EXISTS articles (
     story_similarity REAL,
     evidence BLOB
 );
-CREATE INDEX IF NOT EXISTS articles_content_hash ON articles (content_hash);
+DROP INDEX IF EXISTS articles_content_hash;
+CREATE INDEX IF NOT EXISTS articles_content_key ON articles (substr(content_hash, 1, 12));
 CREATE INDEX IF NOT EXISTS articles_story ON articles (story_row, published_at);
 CREATE INDEX IF NOT EXISTS articles_original ON articles (original_row);
 CREATE TABLE IF NOT EXISTS stories (
@@ -546,8 +562,9 @@ class Store:
 
     def first_by_content_hash(self, content_hash: str) -> ArticleRow | None:
         found = self.connection.execute(
-            f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE content_hash = ? ORDER BY row LIMIT 1",
-            (content_hash,),
+            f"SELECT {_ARTICLE_COLUMNS} FROM articles "
+            f"WHERE {_CONTENT_KEY} = ? AND +content_hash = ? ORDER BY row LIMIT 1",
+            (content_hash[:_CONTENT_KEY_CHARS], content_hash),
         ).fetchone()
         return None if found is None else _article(found)
 
@@ -556,8 +573,9 @@ class Store:
         return [
             text
             for (text,) in self.connection.execute(
-                "SELECT text FROM articles WHERE content_hash = ? ORDER BY row LIMIT ?",
-                (content_hash, limit),
+                f"SELECT text FROM articles WHERE {_CONTENT_KEY} = ? AND +content_hash = ? "
+                "ORDER BY row LIMIT ?",
+                (content_hash[:_CONTENT_KEY_CHARS], content_hash, limit),
             )
         ]
 
@@ -612,12 +630,15 @@ class Store:
     ) -> dict[str, tuple[int, int | None, int]]:
         """(row, original row, story row) of the first stored article of each content hash
         (what :meth:`first_by_content_hash` reads for an exact-copy check), by hash."""
+        wanted = set(content_hashes)
         first: dict[str, tuple[int, int | None, int]] = {}
         for content_hash, row, original_row, story_row in self._select_in(
             "SELECT content_hash, row, original_row, story_row FROM articles "
-            "WHERE content_hash IN ({marks})",
-            content_hashes,
+            f"WHERE {_CONTENT_KEY} IN ({{marks}})",
+            (content_hash[:_CONTENT_KEY_CHARS] for content_hash in wanted),
         ):
+            if content_hash not in wanted:
+                continue  # another hash with the same first digits
             found = first.get(content_hash)
             if found is None or row < found[0]:
                 first[content_hash] = (row, original_row, story_row)

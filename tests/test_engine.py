@@ -40,6 +40,7 @@ from index.errors import (
     StoryNotFoundError,
 )
 from index.params import Parameters
+from index.store import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO.parent / "shared" / "data" / "seeds"
@@ -365,7 +366,7 @@ def test_event_time_evidence_is_stored_and_filled_in_for_an_older_store(
         assert dict(connection.execute("SELECT id, evidence FROM articles")) == stored
         assert connection.execute(
             "SELECT value FROM meta WHERE key = 'schema_version'"
-        ).fetchone() == ("4",)
+        ).fetchone() == (str(SCHEMA_VERSION),)
         assert connection.execute(
             "SELECT COUNT(*) FROM meta WHERE key = 'evidence_pending'"
         ).fetchone() == (0,)
@@ -1422,6 +1423,82 @@ def test_a_scratch_store_journals_in_memory_and_readers_see_only_commits(
         assert reader.execute("SELECT count(*) FROM source_lines").fetchone() == (0,)
     assert reader.execute("SELECT articles FROM source_lines").fetchall() == [(5,)]
     reader.close()
+    store.close()
+
+
+def _stored_row(row: int, text: str, content_hash: str) -> tuple[object, ...]:
+    """A row of the articles table (every column of ``index.store._ARTICLE_COLUMNS``)."""
+    return (
+        row, f"a{row}", text, None, None, None, None, 0.0, 0.0, "t", content_hash,
+        b"", b"", b"", None, row, None, "new_story", None, None, None,
+    )  # fmt: skip
+
+
+def test_content_hash_lookups_use_the_prefix_index_and_tell_apart_hashes_sharing_it(
+    tmp_path: Path,
+) -> None:
+    from index.store import Store
+
+    path = tmp_path / "s.sqlite3"
+    shared = "abcdef012345"  # the indexed prefix of two hashes
+    first, second, other = shared + "0" * 52, shared + "1" * 52, "f" * 64
+    store = Store(path, fingerprint="f", stored_fields={})
+    with store.transaction():
+        store.insert_articles(
+            [
+                _stored_row(1, "one", first),
+                _stored_row(2, "two", second),
+                _stored_row(3, "three", first),
+                _stored_row(4, "four", other),
+            ]
+        )
+
+    def lookups() -> None:
+        found = store.first_by_content_hash(first)
+        assert found is not None and found.row == 1
+        found = store.first_by_content_hash(second)
+        assert found is not None and found.row == 2
+        assert store.first_by_content_hash(shared + "2" * 52) is None
+        assert store.first_by_content_hashes([first, second, other, shared + "2" * 52]) == {
+            first: (1, None, 1),
+            second: (2, None, 2),
+            other: (4, None, 4),
+        }
+        # Only the hashes asked for, not those sharing their prefix.
+        assert store.first_by_content_hashes([first]) == {first: (1, None, 1)}
+        assert store.texts_by_content_hash(first, 10) == ["one", "three"]
+        assert store.texts_by_content_hash(first, 1) == ["one"]
+        assert store.texts_by_content_hash(second, 10) == ["two"]
+
+    statements: list[str] = []
+    store.connection.set_trace_callback(statements.append)
+    lookups()
+    store.connection.set_trace_callback(None)
+    # Each lookup searches the prefix index; none scans the table (SQLite would, were the
+    # whole hash compared as a plain column: see index.store._CONTENT_KEY).
+    assert len(statements) == 8
+    for statement in statements:
+        plan = " ".join(
+            str(step[3]) for step in store.connection.execute(f"EXPLAIN QUERY PLAN {statement}")
+        )
+        assert "USING INDEX articles_content_key" in plan and "SCAN" not in plan, plan
+    store.close()
+    # A store of version 4 indexed the whole hashes: opened again, it is indexed anew.
+    with sqlite3.connect(path) as connection:
+        connection.execute("DROP INDEX articles_content_key")
+        connection.execute("CREATE INDEX articles_content_hash ON articles (content_hash)")
+        connection.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    connection.close()
+    store = Store(path, fingerprint="f", stored_fields={})
+    indexes = {
+        name
+        for (name,) in store.connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'articles'"
+        )
+    }
+    assert "articles_content_key" in indexes and "articles_content_hash" not in indexes
+    assert store.meta("schema_version") == str(SCHEMA_VERSION)
+    lookups()
     store.close()
 
 
