@@ -885,3 +885,40 @@ def test_default_workers_are_one_per_cpu_none_on_one_cpu(
     source = tmp_path / "in.jsonl"
     assert dedup_module._worker_count(options(source, tmp_path / "out.jsonl")) == workers
     assert dedup_module._worker_count(options(source, tmp_path / "o.jsonl", workers=1)) == 1
+
+
+_KERNELS_AFTER_THE_POOL_STARTS = """
+import sys
+from pathlib import Path
+
+from index.minhash import _signature_kernel
+from index.params import Parameters
+from index.shingles import _shingle_many
+from index.text import _fold_many_kernel
+from service.dedup import DedupOptions, _preparing_pool
+
+options = DedupOptions(Path("in.jsonl"), Path("out.jsonl"), mode="dedup", workers=int(sys.argv[1]))
+with _preparing_pool(options, Parameters()) as pool:
+    kernels = (_signature_kernel, _shingle_many, _fold_many_kernel)
+    print(pool is not None, *(len(kernel.signatures) for kernel in kernels))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the workers fork on Linux")
+def test_the_workers_fork_with_the_preparing_kernels_loaded() -> None:
+    # A fresh interpreter: this one's tests may have loaded the kernels already.
+    def run(workers: int) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", _KERNELS_AFTER_THE_POOL_STARTS, str(workers)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        return done.stdout.split()
+
+    # Loaded before forking, so each worker inherits them (its first chunk loads nothing)...
+    assert run(1) == ["True", "1", "1", "1"]
+    # ... and only then: without workers, this process loads them when it first prepares.
+    assert run(0) == ["False", "0", "0", "0"]
