@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import sys
 import threading
@@ -20,9 +21,15 @@ from benchmarks import loadgen
 SERVICE_SECONDS = 0.1
 
 
+# Whether the cyclic garbage collector was on at each request (the test server runs in
+# the generator's process).
+COLLECTOR_ON: list[bool] = []
+
+
 class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length", "0")))
+        COLLECTOR_ON.append(gc.isenabled())
         if self.path == "/slow":
             time.sleep(SERVICE_SECONDS)
         status = 500 if self.path == "/fail" else 200
@@ -126,3 +133,22 @@ def test_percentiles_are_nearest_rank() -> None:
     empty = loadgen.LoadResult(0.0, 0, 0, 0.0, [], {}, 0.0)
     assert math.isnan(empty.p99_ms)
     assert empty.throughput == 0.0
+
+
+def test_the_generator_runs_without_collections_and_restores_the_setting(
+    threaded_url: str,
+) -> None:
+    # A collection of a benchmark process's objects paused the generator for 0.6 s,
+    # counted as server latency (latency runs from the schedule).
+    COLLECTOR_ON.clear()
+    assert gc.isenabled()
+    asyncio.run(loadgen.open_loop(f"{threaded_url}/ok", [b"{}"] * 5, rate=100))
+    asyncio.run(loadgen.sequential(f"{threaded_url}/ok", [b"{}"] * 3))
+    assert COLLECTOR_ON == [False] * 8
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        asyncio.run(loadgen.sequential(f"{threaded_url}/ok", [b"{}"]))
+        assert not gc.isenabled()  # a caller's own setting is kept
+    finally:
+        gc.enable()
