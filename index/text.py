@@ -409,20 +409,30 @@ _NORMALIZE, _MATCH = _translation_of(_NORMALIZE_LUT), _translation_of(_MATCH_LUT
 
 
 @native
-def _fold_kernel(
-    units: npt.NDArray[np.uint32], lut: npt.NDArray[np.uint32], out: npt.NDArray[np.uint32]
+def _fold_segment(
+    units: npt.NDArray[np.uint32],
+    start: int,
+    end: int,
+    lut: npt.NDArray[np.uint32],
+    out: npt.NDArray[np.uint32],
+    first: int,
 ) -> int:
-    """Map ``units`` through ``lut`` into ``out`` with whitespace collapsed and trimmed.
+    """Map ``units[start:end]`` through ``lut`` into ``out`` from ``first`` on, with
+    whitespace collapsed and trimmed. Returns where it ends in ``out``, or -1 when a code
+    point the table marks slow is there.
 
-    Returns the length written, or -1 when a code point the table marks slow is there.
+    Every image is written and the count moves past the ones kept: a space only after a
+    kept image that is not one, nothing deleted or slow. Branches on the kind of each
+    image, which spaces make unpredictable, took 2.9 ns a code point, this 2.2 (a trailing
+    space is written and then taken back; writes stay within ``out`` where it is as long
+    as ``units``, since nothing maps to more than one code point).
     """
-    count = 0
-    after_space = True
+    count = first
+    after_space = True  # leading spaces are dropped
     slow = False
-    for unit in units:
-        image = lut[unit]
+    for k in range(start, end):
+        image = lut[units[k]]
         slow |= image == _SLOW
-        # Without a branch on the kind of image (see _fold_many_kernel).
         is_space = image == _SPACE
         keep = image < _SLOW and not (is_space and after_space)
         out[count] = image
@@ -430,14 +440,14 @@ def _fold_kernel(
         after_space = is_space if keep else after_space
     if slow:
         return -1
-    return count - 1 if after_space and count else count
+    return count - 1 if after_space and count > first else count
 
 
 def _fast_fold(text: str, lut: npt.NDArray[np.uint32]) -> str | None:
     """``text`` mapped by one of the fast tables, or None when it needs the general way."""
     units = np.frombuffer(text.encode(_UTF32, "surrogatepass"), dtype=np.uint32)
     out = np.empty(units.shape[0], dtype=np.uint32)
-    count = _fold_kernel(units, lut, out)
+    count = _fold_segment(units, 0, units.shape[0], lut, out, 0)
     if count < 0:
         return None
     return out[:count].tobytes().decode(_UTF32)
@@ -451,39 +461,18 @@ def _fold_many_kernel(
     out: npt.NDArray[np.uint32],
     out_ends: npt.NDArray[np.int64],
 ) -> int:
-    """:func:`_fold_kernel` of each segment ``units[ends[i - 1]:ends[i]]``, written one after
-    another into ``out``; ``out_ends[i]`` is where segment ``i`` ends there, or -1 when it
-    holds a code point the table marks slow (it then takes no room). Returns the length
-    written.
-
-    Every image is written and the count moves past the ones kept: a space only after a
-    kept image that is not one, nothing deleted or slow. Branches on the kind of each
-    image, which spaces make unpredictable, took 2.9 ns a code point, this 2.2 (a trailing
-    space is written and then taken back; writes stay within ``out``, which is as long as
-    ``units``, since nothing maps to more than one code point).
-    """
+    """:func:`_fold_segment` of each segment ``units[ends[i - 1]:ends[i]]``, written one
+    after another into ``out``; ``out_ends[i]`` is where segment ``i`` ends there, or -1
+    when it holds a code point the table marks slow (it then takes no room). Returns the
+    length written."""
     count = 0
     start = 0
     for segment in range(ends.shape[0]):
         end = ends[segment]
-        first = count
-        after_space = True  # leading spaces are dropped
-        slow = False
-        for k in range(start, end):
-            image = lut[units[k]]
-            slow |= image == _SLOW
-            is_space = image == _SPACE
-            keep = image < _SLOW and not (is_space and after_space)
-            out[count] = image
-            count += keep
-            after_space = is_space if keep else after_space
-        if slow:
-            count = first
-            out_ends[segment] = -1
-        else:
-            if after_space and count > first:
-                count -= 1
-            out_ends[segment] = count
+        folded = _fold_segment(units, start, end, lut, out, count)
+        out_ends[segment] = folded
+        if folded >= 0:
+            count = folded
         start = end
     return count
 
