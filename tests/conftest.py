@@ -7,6 +7,8 @@ The converted default model (~470 MB) is built once per machine into a persisten
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +20,22 @@ from fastapi.testclient import TestClient
 REPO = Path(__file__).resolve().parents[1]
 
 StartApp = Callable[..., TestClient]
+
+
+def run_python(script: str, *args: str, timeout: float = 300.0) -> str:
+    """What ``script`` prints, run with ``args`` by a fresh interpreter in the repository:
+    for what only a new process shows (its imports, its garbage collector, the kernels it
+    has loaded). A failing script fails the test."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+    return done.stdout
+
 
 # Every operation of REST API v1 (DESIGN.md), as OpenAPI names them.
 OPERATIONS = [

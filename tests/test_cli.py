@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_python
 
 from service.cli import build_parser, main
 
@@ -127,11 +128,7 @@ def test_help_does_not_import_the_web_stack() -> None:
         "heavy = {'fastapi', 'uvicorn', 'torch', 'sentence_transformers'} & set(sys.modules)\n"
         "print(sorted(heavy))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
-    )
-
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert run_python(code, timeout=120).strip().splitlines()[-1] == "[]"
 
 
 def test_threshold_settings_reach_the_engine_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -201,12 +198,10 @@ def test_the_entry_point_loads_the_commands_uncollected_and_freezes_them() -> No
         "frozen = gc.get_freeze_count() > 100_000\n"
         "print(status, loaded, seen.count('start'), gc.isenabled(), frozen)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
-    )
+    printed = run_python(code, timeout=120)
 
-    assert done.stdout.strip().splitlines()[-1] == "0 True 0 True True"
-    assert "usage: samestory" in done.stdout
+    assert printed.strip().splitlines()[-1] == "0 True 0 True True"
+    assert "usage: samestory" in printed
 
 
 def test_the_installed_script_runs_the_entry_point() -> None:

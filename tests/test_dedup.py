@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import engine_embedder
+from conftest import engine_embedder, run_python
 from fastapi.testclient import TestClient
 
 from index.article import Article, parse_timestamp
@@ -682,10 +682,7 @@ def test_dedup_mode_imports_no_model_and_no_web_stack(
         " & set(sys.modules))\n"
         "print(code, heavy)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert done.stdout.strip() == "0 []"
+    assert run_python(script).strip() == "0 []"
 
 
 def _stored_ids(store: Path) -> list[str]:
@@ -908,15 +905,7 @@ with _preparing_pool(options, Parameters()) as pool:
 def test_the_workers_fork_with_the_preparing_kernels_loaded() -> None:
     # A fresh interpreter: this one's tests may have loaded the kernels already.
     def run(workers: int) -> list[str]:
-        done = subprocess.run(
-            [sys.executable, "-c", _KERNELS_AFTER_THE_POOL_STARTS, str(workers)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=True,
-        )
-        return done.stdout.split()
+        return run_python(_KERNELS_AFTER_THE_POOL_STARTS, str(workers)).split()
 
     # Loaded before forking, so each worker inherits them (its first chunk loads nothing)...
     assert run(1) == ["True", "1", "1", "1"]

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from conftest import run_python
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 from datasketch.lsh import _optimal_param
 from hypothesis import given, settings
@@ -179,25 +180,16 @@ def test_gauss_legendre_is_numpys_rule_and_exact_for_polynomials(n: int) -> None
 def test_banding_wakes_no_blas_threads() -> None:
     """The LSH set-up does no linear algebra, whose BLAS threads would spin on the cores
     that ``samestory dedup``'s workers use (see ``_gauss_legendre``)."""
-    import subprocess
-    import sys
-
     script = (
         "import numpy as np\n"
         "np.linalg.eigvalsh = np.linalg.eigvals = None\n"
         "from index.minhash import _banding\n"
         "print(_banding(0.8, 128, (0.5, 0.5)))\n"
     )
-    found = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    )
-    assert found.stdout.strip() == str(_optimal_param(0.8, 128, 0.5, 0.5))
+    assert run_python(script).strip() == str(_optimal_param(0.8, 128, 0.5, 0.5))
 
 
 def test_the_engine_path_imports_no_scipy_integrate() -> None:
-    import subprocess
-    import sys
-
     script = (
         "import sys\n"
         "import index.engine\n"
@@ -205,14 +197,7 @@ def test_the_engine_path_imports_no_scipy_integrate() -> None:
         "LSHIndex(threshold=0.5, num_perm=128)\n"
         "print(sorted({'datasketch', 'scipy.integrate'} & set(sys.modules)))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=Path(__file__).resolve().parents[1],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert done.stdout.strip() == "[]"
+    assert run_python(script).strip() == "[]"
 
 
 def test_bad_lsh_parameters_are_refused() -> None:
