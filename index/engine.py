@@ -654,12 +654,14 @@ class _SnapshotImage:
         number: the how-manieth snapshot of this engine (an older one is never written
             after a newer).
         state: what ``state.json`` records (fingerprint, last row, deletions).
+        version: what :meth:`Engine._indexes_version` was when it was taken.
         writers: per index file, the function that writes it to a path.
         seconds: how long taking it held the engine lock.
     """
 
     number: int
     state: dict[str, Any]
+    version: tuple[int, int, int]
     writers: list[tuple[str, Callable[[Path], None]]]
     seconds: float
 
@@ -709,6 +711,9 @@ class Engine(ClosedOnExit):
         # The store's deletion count in the newest snapshot on disk: the deletion log is
         # kept only after it.
         self._deletions_written = 0
+        # _indexes_version() of the newest snapshot on disk, while the indexes in memory are
+        # still what it holds; None when unknown.
+        self._version_on_disk: tuple[int, int, int] | None = None
         self._directory_lock: _DirectoryLock | None = None
         self._closed = False
 
@@ -806,7 +811,8 @@ class Engine(ClosedOnExit):
         logger.info("read the event-time evidence of %d stored articles", filled)
 
     def close(self, *, snapshot: bool = True) -> None:
-        """Write index snapshots and close the store. Idempotent.
+        """Write index snapshots (unless the newest on disk is current) and close the store.
+        Idempotent.
 
         Args:
             snapshot: ``False`` skips the snapshots (a store about to be deleted); the next
@@ -826,7 +832,12 @@ class Engine(ClosedOnExit):
                     # tombstones, and the next change after a restart starts it again. (A
                     # conversion from flat to HNSW is finished first.)
                     self._vectors.close()
-                if snapshot:
+                if snapshot and self._version_on_disk == self._indexes_version():
+                    # Nothing changed since the newest snapshot on disk (read-only use, or
+                    # closing right after a snapshot): writing the same again would cost
+                    # as much as any snapshot (seconds for a large store) for nothing.
+                    logger.debug("index snapshot on disk is current; none written at close")
+                elif snapshot:
                     self._snapshot_or_warn()
             finally:
                 self._store.close()
@@ -854,6 +865,10 @@ class Engine(ClosedOnExit):
                 continue
             self._lsh, self._frequencies, self._vectors, after_row, replayed = loaded
             how = f"snapshot {directory.name}"
+            if after_row == max_row and not replayed and directory != self._snapshot_dir:
+                # Current to the record as it is (and not of the old flat layout, which
+                # the next snapshot replaces).
+                self._version_on_disk = self._indexes_version()
             if replayed:
                 logger.info(
                     "%d deletions since snapshot %s replayed from the record",
@@ -1037,7 +1052,10 @@ class Engine(ClosedOnExit):
     def _take_snapshot(self) -> _SnapshotImage:
         """An in-memory image of the indexes as they are now (hold the engine lock)."""
         started = time.perf_counter()
-        max_row, deletions = self._store.generation()
+        # Read before the indexes are copied: a rebuild of the vectors finishing meanwhile
+        # makes the version older than the image, never newer.
+        version = self._indexes_version()
+        max_row, deletions = version[:2]
         writers = [
             ("lsh.bin", self._lsh.saver(self._fingerprint)),
             ("frequencies.npz", self._frequencies.saver(self._fingerprint)),
@@ -1047,7 +1065,22 @@ class Engine(ClosedOnExit):
         self._snapshots_taken += 1
         self._since_snapshot = 0
         state = {"fingerprint": self._fingerprint, "max_row": max_row, "deletions": deletions}
-        return _SnapshotImage(self._snapshots_taken, state, writers, time.perf_counter() - started)
+        return _SnapshotImage(
+            self._snapshots_taken,
+            state,
+            version,
+            writers,
+            time.perf_counter() - started,
+        )
+
+    def _indexes_version(self) -> tuple[int, int, int]:
+        """What the indexes in memory are current to: the highest row ever assigned and
+        the deletions (:meth:`Store.generation`, the record's side), and how many times the
+        vector index was rebuilt or converted (the same vectors, held otherwise). Equal
+        versions mean equal snapshots."""
+        max_row, deletions = self._store.generation()
+        replacements = 0 if self._vectors is None else self._vectors.replacements
+        return max_row, deletions, replacements
 
     def _write_snapshot(self, image: _SnapshotImage) -> None:
         """Write ``image`` as a new generation and remove the older ones (hold
@@ -1073,6 +1106,7 @@ class Engine(ClosedOnExit):
             raise
         self._snapshot_written = image.number
         self._deletions_written = int(image.state["deletions"])
+        self._version_on_disk = image.version
         for older, path in _generations(root):
             if older < number:
                 shutil.rmtree(path, ignore_errors=True)

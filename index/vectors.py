@@ -170,6 +170,9 @@ class VectorIndex:
         self._replacing: Any = None
         self._replacement_bytes = 0
         self._stop_rebuilding = threading.Event()
+        # How many times another index took this one's place (a rebuild or a conversion):
+        # the same vectors, held otherwise than a snapshot taken before saw them.
+        self.replacements = 0
 
     def __len__(self) -> int:
         with self._lock:
@@ -636,6 +639,7 @@ class VectorIndex:
         live = labels >= 0
         self._index = index
         self._replacing = None
+        self.replacements += 1
         self._labels = labels.copy()
         self._positions = dict(
             zip(labels[live].tolist(), np.flatnonzero(live).tolist(), strict=True)

@@ -509,6 +509,47 @@ def test_without_periodic_snapshots_a_store_closed_without_one_reopens_from_the_
     assert (copy.status, copy.duplicate_of) == ("exact_duplicate", "own25")
 
 
+def test_closing_writes_a_snapshot_only_when_the_indexes_changed(tmp_path: Path) -> None:
+    articles = _own_texts(12)
+    with Engine.open(tmp_path, mode="dedup", snapshot_every=None) as engine:
+        for article in articles[:10]:
+            engine.ingest(article)
+    first = _newest_snapshot(tmp_path)
+    written = (first / "state.json").stat().st_mtime_ns
+
+    def reopened() -> list[str]:
+        """The generations on disk after opening, reading and closing the store."""
+        with Engine.open(tmp_path, mode="dedup", snapshot_every=None) as engine:
+            engine.match(Article(id="probe", text=articles[3].text))
+        return sorted(path.name for path in (tmp_path / "snapshots").iterdir())
+
+    # Read-only use: the snapshot loaded is the one that stays, untouched.
+    assert reopened() == [first.name]
+    assert (first / "state.json").stat().st_mtime_ns == written
+    # An ingest, a deletion: each makes the next close write a new generation.
+    with Engine.open(tmp_path, mode="dedup", snapshot_every=None) as engine:
+        engine.ingest(articles[10])
+    second = _newest_snapshot(tmp_path)
+    assert second != first and reopened() == [second.name]
+    with Engine.open(tmp_path, mode="dedup", snapshot_every=None) as engine:
+        engine.delete(articles[0].id)
+    third = _newest_snapshot(tmp_path)
+    assert third != second and reopened() == [third.name]
+    # A snapshot behind the record (closed without one) is caught up, then written anew.
+    with Engine.open(tmp_path, mode="dedup", snapshot_every=None) as engine:
+        engine.ingest(articles[11])
+        engine.close(snapshot=False)
+    fourth = reopened()
+    assert fourth != [third.name]
+    assert json.loads((_newest_snapshot(tmp_path) / "state.json").read_text())["max_row"] == 12
+    # Closing right after an explicit snapshot writes nothing more.
+    with Engine.open(tmp_path, mode="dedup", snapshot_every=None) as engine:
+        engine.ingest(Article(id="late", text="a late article of its own about nothing else"))
+        engine.snapshot()
+        taken = _newest_snapshot(tmp_path)
+    assert _newest_snapshot(tmp_path) == taken
+
+
 def _newest_snapshot(data_dir: Path) -> Path:
     generations = sorted((data_dir / "snapshots").glob("generation-*"))
     assert generations, "no snapshot generation written"

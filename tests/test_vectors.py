@@ -116,6 +116,7 @@ def test_a_bulk_add_past_the_limit_converts_at_once() -> None:
     index.add(np.array([50]), vectors[50:], bulk=True)
 
     assert index.approximate and not index.rebuilding
+    assert index.replacements == 1  # a snapshot taken before holds the flat index
     assert len(index) == 51
     _, found = index.search(vectors, 1)
     np.testing.assert_array_equal(found[:, 0], np.arange(51))
