@@ -126,7 +126,20 @@ class Sizes:
     sequential: int = 60
     rest_rate: float = 10.0
     rest_seconds: float = 120.0
-    step_rates: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0, 7.5, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 60.0)
+    step_rates: tuple[float, ...] = (
+        1.0,
+        2.0,
+        3.0,
+        5.0,
+        7.5,
+        15.0,
+        20.0,
+        25.0,
+        30.0,
+        35.0,
+        40.0,
+        60.0,
+    )
     step_seconds: float = 30.0
     match_rate: float = 200.0
     match_seconds: float = 30.0
