@@ -201,7 +201,7 @@ def _earlier_sharing_a_band(band_hashes: U32, first: int) -> tuple[I64, I64]:
         table[:] = -1
         for i in range(n):
             value = column[i]
-            slot = (np.uint64(value) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
+            slot = (np.uint64(value) * _GAMMA) >> np.uint64(40)  # Fibonacci hashing
             position = int(slot) & (size - 1)
             while table[position] >= 0 and column[table[position]] != value:
                 position = (position + 1) & (size - 1)

@@ -47,8 +47,16 @@ Synchronous = Literal["full", "normal", "off"]
 # whole hash is compared as ``+content_hash``: a plain ``content_hash = ?`` lets SQLite put
 # that constant into the prefix expression, which then no longer matches the index, and the
 # lookup scans the table.
-_CONTENT_KEY = "substr(content_hash, 1, 12)"
 _CONTENT_KEY_CHARS = 12
+_CONTENT_KEY = f"substr(content_hash, 1, {_CONTENT_KEY_CHARS})"
+# The condition of a lookup of one content hash; its parameters: _content_match(hash).
+_CONTENT_MATCH = f"{_CONTENT_KEY} = ? AND +content_hash = ?"
+
+
+def _content_match(content_hash: str) -> tuple[str, str]:
+    """The parameters of :data:`_CONTENT_MATCH` for ``content_hash``."""
+    return content_hash[:_CONTENT_KEY_CHARS], content_hash
+
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (
@@ -563,9 +571,8 @@ class Store:
 
     def first_by_content_hash(self, content_hash: str) -> ArticleRow | None:
         found = self.connection.execute(
-            f"SELECT {_ARTICLE_COLUMNS} FROM articles "
-            f"WHERE {_CONTENT_KEY} = ? AND +content_hash = ? ORDER BY row LIMIT 1",
-            (content_hash[:_CONTENT_KEY_CHARS], content_hash),
+            f"SELECT {_ARTICLE_COLUMNS} FROM articles WHERE {_CONTENT_MATCH} ORDER BY row LIMIT 1",
+            _content_match(content_hash),
         ).fetchone()
         return None if found is None else _article(found)
 
@@ -574,9 +581,8 @@ class Store:
         return [
             text
             for (text,) in self.connection.execute(
-                f"SELECT text FROM articles WHERE {_CONTENT_KEY} = ? AND +content_hash = ? "
-                "ORDER BY row LIMIT ?",
-                (content_hash[:_CONTENT_KEY_CHARS], content_hash, limit),
+                f"SELECT text FROM articles WHERE {_CONTENT_MATCH} ORDER BY row LIMIT ?",
+                (*_content_match(content_hash), limit),
             )
         ]
 
